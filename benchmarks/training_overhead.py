@@ -54,6 +54,9 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--eps", type=float, default=0.1)
     parser.add_argument(
+        "--threads", type=int, default=None, help="torch intra-op threads"
+    )
+    parser.add_argument(
         "--out",
         default=os.path.join(
             os.path.dirname(__file__), "results", "training_overhead.json"
@@ -61,6 +64,8 @@ def main():
     )
     args = parser.parse_args()
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     data = load_digits_pool(n_synthetic=args.n, random_state=0)
     X, y = data.X_pool, data.y_pool
     timings = {mode: [] for mode in MODES}
