@@ -1,0 +1,367 @@
+"""AdversarialClassifier: an adversarially trained torch model behind sklearn's face.
+
+The classifier is trained by the same engine as the pruner's scoring run
+(:class:`advprune.training.AdversarialTrainer`), so PGD-AT and TRADES mean the
+same thing in both places, and it is the natural final step of a pruning
+pipeline (:func:`advprune.make_pipeline`). ``score`` is clean accuracy, as for
+any scikit-learn classifier; accuracy under attack is
+:func:`advprune.metrics.robust_accuracy`.
+"""
+
+from __future__ import annotations
+
+import copy
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from scipy.special import softmax
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from .models import default_model
+from .training import AdversarialTrainer, batched_forward, resolve_device
+
+__all__ = ["AdversarialClassifier"]
+
+
+class AdversarialClassifier(ClassifierMixin, BaseEstimator):
+    """A torch classifier trained adversarially (PGD-AT or TRADES).
+
+    Wraps :class:`advprune.training.AdversarialTrainer` as a scikit-learn
+    classifier: ``fit`` trains a fresh copy of ``model``, ``predict_proba`` is
+    the softmax of its logits in eval mode and ``score`` is clean accuracy.
+    Labels may be of any type; they are encoded with a ``LabelEncoder``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module or None, default=None
+        Template network mapping a batch shaped like ``X`` to logits with one
+        column per class. It is deep-copied and the copy trained, so the
+        template is never modified; its current weights are the starting point.
+        ``None`` builds :func:`advprune.models.default_model` for the sample
+        shape and the number of classes (an MLP for flat features, a small CNN
+        for small images, a PreAct-ResNet-18 for 3x32x32 images).
+    method : {"pgd", "trades", "standard"}, default="pgd"
+        ``"pgd"``: PGD adversarial training (Madry et al. 2018). ``"trades"``:
+        TRADES (Zhang et al. 2019) with trade-off ``beta``. ``"standard"``: no
+        attack (an undefended baseline).
+    eps : float, default=8/255
+        Attack budget in the scale of the inputs (images in [0, 1]). Also the
+        default budget of :func:`advprune.metrics.robust_accuracy`.
+    norm : {"linf", "l2"}, default="linf"
+        Norm of the attack ball.
+    attack_steps : int, default=10
+        PGD steps of the training attack.
+    step_size : float or None, default=None
+        PGD step; ``None`` uses ``2.5 * eps / attack_steps``.
+    beta : float, default=6.0
+        TRADES trade-off between clean loss and robustness; ignored otherwise.
+    epochs : int, default=10
+        Passes over the training data.
+    batch_size : int, default=128
+        Training batch size; prediction uses batches four times as large.
+    optimizer : {"sgd", "adam"}, default="sgd"
+        SGD uses Nesterov momentum.
+    lr : float, default=0.1
+        Peak learning rate.
+    momentum : float, default=0.9
+        SGD momentum.
+    weight_decay : float, default=5e-4
+        L2 penalty on all parameters.
+    schedule : {"cosine", "multistep", "constant"}, default="cosine"
+        Learning-rate schedule, stepped after every batch.
+    bounds : tuple of (float, float) or None, default=(0.0, 1.0)
+        Box of valid inputs that the attacks stay in. ``None`` for unbounded
+        features (e.g. standardised tabular data).
+    device : str or torch.device, default="auto"
+        ``"auto"`` trains and predicts on CUDA when available, else the CPU.
+    amp : bool, default=False
+        Mixed-precision training on CUDA; ignored (with a warning) on the CPU.
+    random_state : int, RandomState or None, default=None
+        Seeds the model's initialisation, the batch order and the attacks'
+        random starts. The global torch random state is left untouched. The
+        same integer on the CPU gives identical predictions.
+    verbose : bool, default=False
+        Show a progress bar over epochs.
+
+    Attributes
+    ----------
+    module_ : torch.nn.Module
+        The trained network, in eval mode, on ``device_``.
+    classes_ : ndarray of shape (n_classes,)
+        Class labels; column ``k`` of ``predict_proba`` is ``classes_[k]``.
+    history_ : list of dict
+        Per epoch: mean training loss, training (adversarial) accuracy and
+        seconds.
+    n_features_in_ : int
+        Number of features of a flattened sample.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Column names, when ``X`` was a DataFrame with string column names.
+    sample_shape_ : tuple of int
+        Shape of one sample in ``fit``, e.g. ``(1, 8, 8)`` for images or
+        ``(n_features_in_,)`` for flat features. Inputs to ``predict`` may be
+        given in this shape or flattened to ``n_features_in_`` columns.
+    device_ : torch.device
+        The device the model was trained on.
+
+    See Also
+    --------
+    advprune.metrics.robust_accuracy : Accuracy under PGD attacks.
+    advprune.make_pipeline : Put an ``AdversarialPruner`` in front.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from advprune import AdversarialClassifier
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.uniform(size=(200, 2)).astype("float32")
+    >>> y = np.where(X[:, 0] > 0.5, "right", "left")
+    >>> clf = AdversarialClassifier(eps=0.05, epochs=5, device="cpu",
+    ...                             random_state=0).fit(X, y)
+    >>> clf.classes_
+    array(['left', 'right'], dtype='<U5')
+    >>> clf.predict(np.array([[0.1, 0.5], [0.9, 0.5]]))
+    array(['left', 'right'], dtype='<U5')
+    >>> clf.predict_proba(X[:3]).shape
+    (3, 2)
+    """
+
+    _parameter_constraints = {
+        "model": [torch.nn.Module, None],
+        "method": [StrOptions({"pgd", "trades", "standard"})],
+        "eps": [Interval(Real, 0, None, closed="left")],
+        "norm": [StrOptions({"linf", "l2"})],
+        "attack_steps": [Interval(Integral, 1, None, closed="left")],
+        "step_size": [Interval(Real, 0, None, closed="neither"), None],
+        "beta": [Interval(Real, 0, None, closed="left")],
+        "epochs": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "optimizer": [StrOptions({"sgd", "adam"})],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "momentum": [Interval(Real, 0, None, closed="left")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "schedule": [StrOptions({"cosine", "multistep", "constant"})],
+        "bounds": [tuple, list, None],
+        "device": [str, torch.device],
+        "amp": ["boolean"],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        model=None,
+        *,
+        method="pgd",
+        eps=8 / 255,
+        norm="linf",
+        attack_steps=10,
+        step_size=None,
+        beta=6.0,
+        epochs=10,
+        batch_size=128,
+        optimizer="sgd",
+        lr=0.1,
+        momentum=0.9,
+        weight_decay=5e-4,
+        schedule="cosine",
+        bounds=(0.0, 1.0),
+        device="auto",
+        amp=False,
+        random_state=None,
+        verbose=False,
+    ):
+        self.model = model
+        self.method = method
+        self.eps = eps
+        self.norm = norm
+        self.attack_steps = attack_steps
+        self.step_size = step_size
+        self.beta = beta
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.optimizer = optimizer
+        self.lr = lr
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.schedule = schedule
+        self.bounds = bounds
+        self.device = device
+        self.amp = amp
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _check_bounds(self):
+        if self.bounds is None:
+            return None
+        bounds = tuple(self.bounds)
+        if (
+            len(bounds) != 2
+            or not all(isinstance(b, Real) and np.isfinite(b) for b in bounds)
+            or not bounds[0] < bounds[1]
+        ):
+            raise ValueError(
+                f"bounds must be None or a pair (low, high) of finite numbers with "
+                f"low < high; got {self.bounds!r}."
+            )
+        return tuple(float(b) for b in bounds)
+
+    def _validate_X(self, X, y=None, *, reset):
+        """Validate ``X``, and ``y`` when ``reset`` (fitting), as scikit-learn
+        does, for inputs of any sample shape.
+
+        scikit-learn's validation counts features in the second axis, so image
+        batches are validated flattened and given back in their sample shape.
+        Returns float32 or float64 arrays, never a modified caller array.
+        """
+        if not hasattr(X, "shape"):
+            X = np.asarray(X)
+        sample_shape = tuple(X.shape[1:])
+        if len(sample_shape) > 1:
+            if not reset and sample_shape != self.sample_shape_:
+                raise ValueError(
+                    f"X has samples of shape {sample_shape}, but "
+                    f"{type(self).__name__} was fitted on samples of shape "
+                    f"{self.sample_shape_}; pass that shape or "
+                    f"{self.n_features_in_} flat features."
+                )
+            X = X.reshape(X.shape[0], int(np.prod(sample_shape)))
+        params = {
+            "allow_nd": False,
+            "dtype": (np.float32, np.float64),
+            "ensure_all_finite": True,
+            "reset": reset,
+        }
+        if reset:
+            X, y = validate_data(self, X, y, **params)
+        else:
+            X = validate_data(self, X, **params)
+        if not reset:
+            sample_shape = self.sample_shape_
+        elif len(sample_shape) <= 1:
+            sample_shape = (X.shape[1],)
+        X = X.reshape((X.shape[0], *sample_shape))
+        return (X, y) if reset else X
+
+    def fit(self, X, y):
+        """Train a fresh copy of ``model`` adversarially on ``(X, y)``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, \
+*sample_shape)
+            Training inputs, e.g. images of shape (n, channels, height, width)
+            in [0, 1]. Never modified; a read-only memmap works.
+        y : array-like of shape (n_samples,)
+            Class labels, at least two distinct ones.
+
+        Returns
+        -------
+        self : AdversarialClassifier
+            The fitted classifier.
+        """
+        self._validate_params()
+        bounds = self._check_bounds()
+        X, y = self._validate_X(X, y, reset=True)
+        check_classification_targets(y)
+        encoder = LabelEncoder().fit(y)
+        if len(encoder.classes_) < 2:
+            raise ValueError(
+                "y must hold at least two classes to train a classifier; got one "
+                f"class: {encoder.classes_[0]!r}."
+            )
+        y_encoded = encoder.transform(y).astype(np.int64)
+
+        rng = check_random_state(self.random_state)
+        init_seed, train_seed = (int(s) for s in rng.randint(2**31 - 1, size=2))
+        # Seed the initialisation without disturbing the caller's global RNG.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(init_seed)
+            if self.model is None:
+                module = default_model(X.shape[1:], len(encoder.classes_))
+            else:
+                module = copy.deepcopy(self.model)
+
+        device = resolve_device(self.device)
+        trainer = AdversarialTrainer(
+            module,
+            method=self.method,
+            eps=self.eps,
+            norm=self.norm,
+            attack_steps=self.attack_steps,
+            step_size=self.step_size,
+            beta=self.beta,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            optimizer=self.optimizer,
+            lr=self.lr,
+            momentum=self.momentum,
+            weight_decay=self.weight_decay,
+            schedule=self.schedule,
+            device=device,
+            amp=self.amp,
+            bounds=bounds,
+            random_state=train_seed,
+            verbose=self.verbose,
+        )
+        trainer.fit(X, y_encoded, record=None)
+        self.module_ = trainer.model.eval()
+        self.history_ = trainer.history_
+        self.classes_ = encoder.classes_
+        self.sample_shape_ = tuple(X.shape[1:])
+        self.device_ = device
+        return self
+
+    def _logits(self, X):
+        """Logits of validated inputs, in eval mode, as float64."""
+        self.module_.eval()
+        logits = batched_forward(
+            self.module_, X, batch_size=4 * self.batch_size, device=self.device_
+        )
+        return logits.astype(np.float64)
+
+    def predict_proba(self, X):
+        """Class probabilities: the softmax of the model's logits (eval mode).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, \
+*sample_shape)
+            Inputs in the sample shape of ``fit`` or flattened.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            Column ``k`` is the probability of ``classes_[k]``; rows sum to 1.
+        """
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        return softmax(self._logits(X), axis=1)
+
+    def predict(self, X):
+        """Predicted class labels (the most probable class).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, \
+*sample_shape)
+            Inputs in the sample shape of ``fit`` or flattened.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+            Labels from ``classes_``.
+        """
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        return self.classes_[self._logits(X).argmax(axis=1)]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.three_d_array = True
+        return tags
