@@ -15,6 +15,7 @@ grid over those parameters trains the scoring model once per data set.
 from __future__ import annotations
 
 import copy
+import os
 import time
 from numbers import Integral, Real
 
@@ -96,6 +97,7 @@ def _scoring_run(
     score_params,
     seed,
     verbose,
+    checkpoint_dir,
 ):
     """Train on the subset, record dynamics, turn them into scores.
 
@@ -108,7 +110,11 @@ def _scoring_run(
     )
     needs_probas = isinstance(score, str) and requires_probas(score)
     dynamics = trainer.fit(
-        X_subset, y_subset, record=record, record_probas=needs_probas
+        X_subset,
+        y_subset,
+        record=record,
+        record_probas=needs_probas,
+        checkpoint_dir=checkpoint_dir,
     )
     if signal == "clean":
         series, probas = dynamics.clean, dynamics.clean_probas
@@ -193,6 +199,11 @@ default="model"
     memory : str, joblib.Memory or None, default=None
         Caches the scoring run on the scored subset and the scoring
         parameters, as ``sklearn.pipeline.Pipeline`` caches transformers.
+    checkpoint_dir : str, path or None, default=None
+        Where the scoring run saves a checkpoint after every epoch (model,
+        optimizer, RNG states, dynamics so far), atomically. Fitting again with
+        the same data and parameters after a crash resumes from the last
+        epoch and gives the same scores (bit-identical on the CPU).
     device : str, default="auto"
         ``"auto"`` uses CUDA when available.
     amp : bool, default=False
@@ -271,6 +282,7 @@ default="model"
         "extrapolator": [HasMethods(["fit", "predict"]), None],
         "chunk_size": [Interval(Integral, 1, None, closed="left")],
         "memory": [None, str, Memory],
+        "checkpoint_dir": [None, str, os.PathLike],
         "device": [str, torch.device],
         "amp": ["boolean"],
         "random_state": ["random_state"],
@@ -303,6 +315,7 @@ default="model"
         extrapolator=None,
         chunk_size=65536,
         memory=None,
+        checkpoint_dir=None,
         device="auto",
         amp=False,
         random_state=None,
@@ -331,6 +344,7 @@ default="model"
         self.extrapolator = extrapolator
         self.chunk_size = chunk_size
         self.memory = memory
+        self.checkpoint_dir = checkpoint_dir
         self.device = device
         self.amp = amp
         self.random_state = random_state
@@ -552,7 +566,9 @@ default="model"
         y_encoded = np.searchsorted(classes, y_subset)
         model = self._make_model(X.shape[1:], len(classes), init_seed)
 
-        run = check_memory(self.memory).cache(_scoring_run, ignore=["model", "verbose"])
+        run = check_memory(self.memory).cache(
+            _scoring_run, ignore=["model", "verbose", "checkpoint_dir"]
+        )
         started = time.perf_counter()
         subset_scores, self.model_, self.dynamics_, self.history_ = run(
             X_subset,
@@ -566,6 +582,7 @@ default="model"
             dict(self.score_params or {}),
             train_seed,
             self.verbose,
+            self.checkpoint_dir,
         )
         scoring_seconds = time.perf_counter() - started
 

@@ -25,11 +25,14 @@ without overriding most of both.
 from __future__ import annotations
 
 import math
+import os
 import time
 import warnings
 from dataclasses import dataclass
 from numbers import Integral
+from pathlib import Path
 
+import joblib
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -232,6 +235,21 @@ class _Recorder(Callback):
         if self.record_probas:
             self.probas_[signal][epoch, positions] = probas.cpu().numpy()
 
+    def state_dict(self):
+        """What a checkpoint needs to resume the recording (tensors only, so
+        that it loads with ``torch.load(weights_only=True)``)."""
+        state = {"series": {k: torch.from_numpy(v) for k, v in self.series_.items()}}
+        if self.record_probas:
+            state["probas"] = {k: torch.from_numpy(v) for k, v in self.probas_.items()}
+        return state
+
+    def load_state_dict(self, state):
+        for name, values in state["series"].items():
+            self.series_[name][...] = values.numpy()
+        if self.record_probas:
+            for name, values in state["probas"].items():
+                self.probas_[name][...] = values.numpy()
+
     def dynamics(self):
         """The recording as :class:`Dynamics`."""
         return Dynamics(
@@ -291,6 +309,13 @@ class EpochRecorder(_Recorder):
     def on_train_end(self, trainer):
         del self._X, self._y
 
+    def state_dict(self):
+        return {**super().state_dict(), "generator": self._generator.get_state()}
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        self._generator.set_state(state["generator"])
+
 
 class OnlineRecorder(_Recorder):
     """Record the true-class probability of each training-time forward pass.
@@ -336,6 +361,64 @@ class _ProgressBar(Callback):
 
     def on_train_end(self, trainer):
         self._bar.close()
+
+
+class _Checkpoint:
+    """Atomic per-epoch checkpoints of a training run, and their restoring."""
+
+    FILE = "checkpoint.pt"
+
+    def __init__(self, directory, run_key):
+        self.path = Path(directory) / self.FILE
+        self.run_key = run_key
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ValueError(
+                f"checkpoint_dir {str(directory)!r} cannot be created: {exc}"
+            ) from exc
+        if not os.access(self.path.parent, os.W_OK):
+            raise ValueError(f"checkpoint_dir {str(directory)!r} is not writable.")
+
+    def save(self, trainer, recorder):
+        state = {
+            "run_key": self.run_key,
+            "epoch": trainer.epoch_,
+            "model": trainer.model.state_dict(),
+            "optimizer": trainer.optimizer_.state_dict(),
+            "scheduler": trainer.scheduler_.state_dict(),
+            "scaler": trainer.scaler_.state_dict(),
+            "generator": trainer.generator_.get_state(),
+            "history": trainer.history_,
+            "recorder": None if recorder is None else recorder.state_dict(),
+        }
+        tmp = self.path.with_name(f"{self.FILE}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as fh:
+            torch.save(state, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path)
+
+    def restore(self, trainer, recorder):
+        """Load the saved state into ``trainer``; return the first epoch to run."""
+        if not self.path.exists():
+            return 0
+        state = torch.load(self.path, map_location=trainer.device_, weights_only=True)
+        if state["run_key"] != self.run_key:
+            raise ValueError(
+                f"checkpoint_dir {str(self.path.parent)!r} holds a checkpoint of a "
+                "different run (other data, parameters or initial weights); use "
+                "an empty directory."
+            )
+        trainer.model.load_state_dict(state["model"])
+        trainer.optimizer_.load_state_dict(state["optimizer"])
+        trainer.scheduler_.load_state_dict(state["scheduler"])
+        trainer.scaler_.load_state_dict(state["scaler"])
+        trainer.generator_.set_state(state["generator"])
+        trainer.history_ = list(state["history"])
+        if recorder is not None:
+            recorder.load_state_dict(state["recorder"])
+        return state["epoch"] + 1
 
 
 class AdversarialTrainer:
@@ -611,6 +694,7 @@ class AdversarialTrainer:
         record="epoch",
         record_probas=False,
         callbacks=(),
+        checkpoint_dir=None,
     ):
         """Train the model adversarially on ``(X, y)``, recording dynamics.
 
@@ -631,6 +715,15 @@ class AdversarialTrainer:
             (epochs, n_recorded, n_classes).
         callbacks : sequence of Callback, default=()
             Further hooks, called after the recorder.
+        checkpoint_dir : str, path or None, default=None
+            After every epoch, the model, optimizer, schedule, RNG states,
+            history and the dynamics recorded so far are saved there
+            atomically (a temporary file, then a rename). A later call with
+            the same model initialisation, data and parameters resumes from the
+            last saved epoch and ends with the same result (bit-identical on
+            the CPU) as an uninterrupted run; a checkpoint of a different run
+            raises ``ValueError``. It loads with ``torch.load(path,
+            weights_only=True)``.
 
         Returns
         -------
@@ -687,17 +780,49 @@ class AdversarialTrainer:
         if self.verbose:
             hooks.append(_ProgressBar())
 
+        checkpoint = None
+        if checkpoint_dir is not None:
+            checkpoint = _Checkpoint(
+                checkpoint_dir,
+                self._run_key(
+                    X_tensor, y_tensor, record_indices, record, record_probas
+                ),
+            )
         for hook in hooks:
             hook.on_train_begin(self, X_tensor, y_tensor)
-        for epoch in range(self.epochs):
+        first_epoch = 0
+        if checkpoint is not None:
+            first_epoch = checkpoint.restore(self, recorder)
+        for epoch in range(first_epoch, self.epochs):
             self.epoch_ = epoch
             self._run_epoch(X_tensor, y_tensor, hooks)
             for hook in hooks:
                 hook.on_epoch_end(self, epoch)
+            if checkpoint is not None:
+                checkpoint.save(self, recorder)
         for hook in hooks:
             hook.on_train_end(self)
         self.model.eval()
         return None if recorder is None else recorder.dynamics()
+
+    def _run_key(self, X, y, record_indices, record, record_probas):
+        """Fingerprint of a run: data, parameters and initial weights."""
+        params = {
+            k: v for k, v in vars(self).items() if not k.endswith("_") and k != "model"
+        }
+        weights = [t.detach().cpu().numpy() for t in self.model.state_dict().values()]
+        return joblib.hash(
+            [
+                X.numpy(),
+                y.numpy(),
+                repr(params),
+                repr(self.model),
+                weights,
+                record_indices,
+                record,
+                record_probas,
+            ]
+        )
 
     def _as_tensors(self, X, y):
         X_array = np.asarray(X, dtype=np.float32)
@@ -726,7 +851,8 @@ class AdversarialTrainer:
     def _run_epoch(self, X, y, hooks):
         started = time.perf_counter()
         order = torch.randperm(len(X), generator=self.generator_)
-        total_loss = correct = torch.zeros((), device=self.device_)
+        total_loss = torch.zeros((), device=self.device_)
+        correct = torch.zeros((), device=self.device_)
         for start in range(0, len(X), self.batch_size):
             indices = order[start : start + self.batch_size]
             xb = X[indices].to(self.device_, non_blocking=True)

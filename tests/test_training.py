@@ -270,3 +270,64 @@ def test_amp_on_cpu_warns_and_trains_in_float32(toy):
     with pytest.warns(UserWarning, match="amp"):
         trainer.fit(X, y, record=None)
     assert not trainer.amp_
+
+
+class _Interrupt(Callback):
+    """Stops the run, as a crash would, at the end of a given epoch."""
+
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_epoch_end(self, trainer, epoch):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("record", ["epoch", "online"])
+def test_checkpoint_resume_gives_identical_results(toy, tmp_path, record):
+    X, y = toy[0][:200], toy[1][:200]
+
+    def run(**kwargs):
+        model = make_model(X.shape[1])
+        trainer = AdversarialTrainer(
+            model,
+            eps=1.0,
+            attack_steps=2,
+            epochs=4,
+            batch_size=50,
+            bounds=None,
+            device="cpu",
+            random_state=0,
+        )
+        dynamics = trainer.fit(X, y, record=record, record_probas=True, **kwargs)
+        return model, trainer, dynamics
+
+    model, trainer, expected = run()
+    with pytest.raises(KeyboardInterrupt):
+        run(checkpoint_dir=tmp_path, callbacks=[_Interrupt(2)])
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert state["epoch"] == 1
+    resumed_model, resumed_trainer, resumed = run(checkpoint_dir=tmp_path)
+    np.testing.assert_array_equal(resumed.adversarial, expected.adversarial)
+    np.testing.assert_array_equal(
+        resumed.adversarial_probas, expected.adversarial_probas
+    )
+    torch.testing.assert_close(
+        torch.nn.utils.parameters_to_vector(resumed_model.parameters()),
+        torch.nn.utils.parameters_to_vector(model.parameters()),
+        rtol=0,
+        atol=0,
+    )
+    assert [h["epoch"] for h in resumed_trainer.history_] == [0, 1, 2, 3]
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_checkpoint_of_another_run_is_refused(toy, tmp_path):
+    X, y = toy[0][:100], toy[1][:100]
+    AdversarialTrainer(
+        make_model(X.shape[1]), epochs=1, bounds=None, device="cpu", random_state=0
+    ).fit(X, y, checkpoint_dir=tmp_path)
+    with pytest.raises(ValueError, match="different run"):
+        AdversarialTrainer(
+            make_model(X.shape[1]), epochs=1, bounds=None, device="cpu", random_state=1
+        ).fit(X, y, checkpoint_dir=tmp_path)

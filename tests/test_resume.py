@@ -1,0 +1,83 @@
+"""A scoring run killed with SIGKILL resumes from its checkpoint and ends with
+the scores of an uninterrupted run."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import torch
+
+SCRIPT = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    import torch
+    from advprune import AdversarialPruner
+
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    X = rng.uniform(size=(400, 8)).astype(np.float32)
+    y = (X[:, 0] + X[:, 1] > 1).astype(int)
+    pruner = AdversarialPruner(
+        prune_ratio=0.5, subset_size=0.5, epochs=25, eps=0.05, attack_steps=3,
+        batch_size=20, score="{score}", embedding="raw", device="cpu",
+        random_state=0, checkpoint_dir=sys.argv[1] if sys.argv[1] != "-" else None,
+    )
+    pruner.fit(X, y)
+    np.save(sys.argv[2], pruner.scores_)
+    """
+)
+
+
+def run_script(tmp_path, checkpoint_dir, out, score):
+    script = tmp_path / "score.py"
+    script.write_text(SCRIPT.replace("{score}", score))
+    return subprocess.Popen(
+        [sys.executable, str(script), str(checkpoint_dir), str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def epochs_saved(path):
+    try:
+        return torch.load(path, weights_only=True)["epoch"] + 1
+    except (FileNotFoundError, RuntimeError, EOFError):
+        return 0
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGKILL is POSIX")
+def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
+    # Probability tensors (the scores that need them) resume through the same
+    # checkpoint; tests/test_training.py covers them in-process.
+    score = "dynamic_uncertainty"
+    reference = run_script(tmp_path, "-", tmp_path / "reference.npy", score)
+    assert reference.wait(timeout=300) == 0, reference.stderr.read().decode()
+
+    checkpoints = tmp_path / "checkpoints"
+    checkpoint = checkpoints / "checkpoint.pt"
+    # Kill twice, at different points of the run, then let it finish.
+    for kill_after in (3, 12):
+        process = run_script(tmp_path, checkpoints, tmp_path / "resumed.npy", score)
+        deadline = time.monotonic() + 300
+        while epochs_saved(checkpoint) < kill_after and process.poll() is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert process.poll() is None, "the run ended before it could be killed"
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        assert not (tmp_path / "resumed.npy").exists()
+    saved_before_resume = epochs_saved(checkpoint)
+    assert 12 <= saved_before_resume < 25
+
+    process = run_script(tmp_path, checkpoints, tmp_path / "resumed.npy", score)
+    assert process.wait(timeout=300) == 0, process.stderr.read().decode()
+    np.testing.assert_array_equal(
+        np.load(tmp_path / "resumed.npy"), np.load(tmp_path / "reference.npy")
+    )
+    assert epochs_saved(checkpoint) == 25
