@@ -153,8 +153,9 @@ def batched_forward(model, X, *, batch_size=512, device="cpu", transform=None):
     device = torch.device(device)
     outputs = []
     for start in range(0, len(X), batch_size):
-        batch = torch.as_tensor(
-            np.asarray(X[start : start + batch_size], dtype=np.float32)
+        # np.array copies, so a read-only memmap's batch becomes writable.
+        batch = torch.from_numpy(
+            np.array(X[start : start + batch_size], dtype=np.float32)
         ).to(device)
         out = model(batch) if transform is None else transform(model, batch)
         outputs.append(out.float().cpu().numpy())
