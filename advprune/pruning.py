@@ -22,7 +22,7 @@ from numbers import Integral, Real
 import joblib
 import numpy as np
 import torch
-from joblib import Memory
+from joblib import Memory, Parallel, delayed
 from scipy.sparse import issparse
 from sklearn.base import BaseEstimator, clone
 from sklearn.model_selection import train_test_split
@@ -83,6 +83,47 @@ def _model_key(model):
     """
     weights = [t.detach().cpu().numpy() for t in model.state_dict().values()]
     return joblib.hash([repr(model), weights])
+
+
+class _PenultimateFeatures(torch.nn.Module):
+    """The scoring model as an embedding: its penultimate features."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return penultimate_features(self.model, x)
+
+
+def _embed(embedding, X_chunk, batch_size, device):
+    """Embed one chunk of rows with a fitted embedding, as float32 (n, d)."""
+    if isinstance(embedding, str):
+        E = np.asarray(X_chunk, dtype=np.float32).reshape(len(X_chunk), -1)
+    elif _is_transformer(embedding):
+        E = embedding.transform(
+            np.asarray(X_chunk, dtype=np.float32).reshape(len(X_chunk), -1)
+        )
+    elif isinstance(embedding, torch.nn.Module):
+        E = batched_forward(
+            embedding.to(device), X_chunk, batch_size=batch_size, device=device
+        )
+        embedding.cpu()
+    else:
+        E = embedding(X_chunk)
+    E = np.asarray(E, dtype=np.float32).reshape(len(X_chunk), -1)
+    if not np.isfinite(E).all():
+        raise ValueError("The embedding produced NaN or infinite features.")
+    return E
+
+
+def _embed_and_predict(embedding, extrapolator, X_chunk, batch_size, device):
+    """One chunk's extrapolated scores, and the seconds each step took."""
+    started = time.perf_counter()
+    E = _embed(embedding, X_chunk, batch_size, device)
+    embedded = time.perf_counter()
+    scores = extrapolator.predict(E)
+    return scores, embedded - started, time.perf_counter() - embedded
 
 
 def _scoring_run(
@@ -204,6 +245,11 @@ default="model"
         optimizer, RNG states, dynamics so far), atomically. Fitting again with
         the same data and parameters after a crash resumes from the last
         epoch and gives the same scores (bit-identical on the CPU).
+    n_jobs : int or None, default=None
+        Parallel jobs over the chunks of embedding and extrapolation, through
+        joblib: ``None`` means 1 unless in a ``joblib.parallel_config``
+        context, whose backend (e.g. ``"dask"`` with a ``dask.distributed``
+        client) then spreads the chunks over processes or machines.
     device : str, default="auto"
         ``"auto"`` uses CUDA when available.
     amp : bool, default=False
@@ -283,6 +329,7 @@ default="model"
         "chunk_size": [Interval(Integral, 1, None, closed="left")],
         "memory": [None, str, Memory],
         "checkpoint_dir": [None, str, os.PathLike],
+        "n_jobs": [Integral, None],
         "device": [str, torch.device],
         "amp": ["boolean"],
         "random_state": ["random_state"],
@@ -316,6 +363,7 @@ default="model"
         chunk_size=65536,
         memory=None,
         checkpoint_dir=None,
+        n_jobs=None,
         device="auto",
         amp=False,
         random_state=None,
@@ -345,6 +393,7 @@ default="model"
         self.chunk_size = chunk_size
         self.memory = memory
         self.checkpoint_dir = checkpoint_dir
+        self.n_jobs = n_jobs
         self.device = device
         self.amp = amp
         self.random_state = random_state
@@ -495,7 +544,7 @@ default="model"
 
     def _fit_embedding(self, X_subset, model):
         if isinstance(self.embedding, str) and self.embedding == "model":
-            return model
+            return _PenultimateFeatures(model).eval()
         if isinstance(self.embedding, str) and self.embedding == "raw":
             return "raw"
         if _is_transformer(self.embedding):
@@ -509,50 +558,35 @@ default="model"
             f"callable or a torch.nn.Module; got {type(self.embedding).__name__}."
         )
 
-    def _embed(self, X_chunk):
-        """Embed one chunk of rows with the fitted embedding."""
-        embedding = self.embedding_
-        if isinstance(embedding, str):
-            E = np.asarray(X_chunk, dtype=np.float32).reshape(len(X_chunk), -1)
-        elif _is_transformer(embedding):
-            E = embedding.transform(
-                np.asarray(X_chunk, dtype=np.float32).reshape(len(X_chunk), -1)
-            )
-        elif isinstance(embedding, torch.nn.Module):
-            # The scoring model embeds by its penultimate features; a module
-            # given as the embedding is a feature extractor used as it is.
-            uses_scoring_model = (
-                isinstance(self.embedding, str) and self.embedding == "model"
-            )
-            device = resolve_device(self.device)
-            E = batched_forward(
-                embedding.to(device),
-                X_chunk,
-                batch_size=4 * self.batch_size,
-                device=device,
-                transform=penultimate_features if uses_scoring_model else None,
-            )
-            embedding.cpu()
-        else:
-            E = embedding(X_chunk)
-        E = np.asarray(E, dtype=np.float32).reshape(len(X_chunk), -1)
-        if not np.isfinite(E).all():
-            raise ValueError("The embedding produced NaN or infinite features.")
-        return E
-
     def _extrapolate(self, X, rows, out):
         """Embed ``X[rows]`` chunk by chunk and write predicted scores to ``out``.
 
-        Returns the seconds spent embedding and extrapolating.
+        Chunks go through joblib, so ``n_jobs`` (or a ``joblib.parallel_config``
+        backend such as Dask) spreads them over processes or machines; chunks
+        are read from ``X`` only as workers become free, so memory stays
+        bounded by ``chunk_size``. Returns the seconds spent embedding and
+        extrapolating, summed over chunks.
         """
+        chunks = [
+            rows[s : s + self.chunk_size] for s in range(0, len(rows), self.chunk_size)
+        ]
+        device = resolve_device(self.device)
+        results = Parallel(n_jobs=self.n_jobs, return_as="generator")(
+            delayed(_embed_and_predict)(
+                self.embedding_,
+                self.extrapolator_,
+                X[chunk],
+                4 * self.batch_size,
+                device,
+            )
+            for chunk in chunks
+        )
         seconds = np.zeros(2)
-        for start in range(0, len(rows), self.chunk_size):
-            chunk_rows = rows[start : start + self.chunk_size]
-            started = time.perf_counter()
-            E = self._embed(X[chunk_rows])
-            embedded = time.perf_counter()
-            out[chunk_rows] = self.extrapolator_.predict(E)
-            seconds += (embedded - started, time.perf_counter() - embedded)
+        for chunk, (scores, embed_seconds, predict_seconds) in zip(
+            chunks, results, strict=True
+        ):
+            out[chunk] = scores
+            seconds += (embed_seconds, predict_seconds)
         return seconds
 
     def _fit_scores(self, X, y):
@@ -594,7 +628,9 @@ default="model"
 
         self.embedding_ = self._fit_embedding(X_subset, self.model_)
         started = time.perf_counter()
-        E_subset = self._embed(X_subset)
+        E_subset = _embed(
+            self.embedding_, X_subset, 4 * self.batch_size, resolve_device(self.device)
+        )
         embedded = time.perf_counter()
         extrapolator = (
             ImportanceExtrapolator(n_neighbors=12)
