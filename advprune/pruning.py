@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import os
 import time
+from functools import partial
 from numbers import Integral, Real
 
 import joblib
@@ -25,7 +26,6 @@ import torch
 from joblib import Memory, Parallel, delayed
 from scipy.sparse import issparse
 from sklearn.base import BaseEstimator, clone
-from sklearn.model_selection import train_test_split
 from sklearn.utils import check_array, check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, check_memory, validate_data
@@ -33,7 +33,7 @@ from sklearn.utils.validation import check_is_fitted, check_memory, validate_dat
 from .extrapolation import ImportanceExtrapolator
 from .models import default_model, penultimate_features
 from .scores import SCORES, requires_labels, requires_probas
-from .selection import coverage_centric, select_lowest
+from .selection import coverage_centric, select_lowest, stratified_subset
 from .training import AdversarialTrainer, batched_forward, resolve_device
 
 __all__ = ["AdversarialPruner"]
@@ -41,19 +41,6 @@ __all__ = ["AdversarialPruner"]
 
 def _is_transformer(obj):
     return hasattr(obj, "fit") and hasattr(obj, "transform")
-
-
-def _draw_subset(y, size, random_state):
-    """Sorted indices of a class-stratified random subset of ``size`` rows."""
-    n = len(y)
-    if size == n:
-        return np.arange(n)
-    _, counts = np.unique(y, return_counts=True)
-    stratify = y if size >= len(counts) and counts.min() >= 2 else None
-    subset, _ = train_test_split(
-        np.arange(n), train_size=size, stratify=stratify, random_state=random_state
-    )
-    return np.sort(subset)
 
 
 def _compute_score(score, score_params, series, probas, y):
@@ -96,7 +83,7 @@ class _PenultimateFeatures(torch.nn.Module):
         return penultimate_features(self.model, x)
 
 
-def _embed(embedding, X_chunk, batch_size, device):
+def _embed(X_chunk, *, embedding, batch_size, device):
     """Embed one chunk of rows with a fitted embedding, as float32 (n, d)."""
     if isinstance(embedding, str):
         E = np.asarray(X_chunk, dtype=np.float32).reshape(len(X_chunk), -1)
@@ -111,16 +98,22 @@ def _embed(embedding, X_chunk, batch_size, device):
         embedding.cpu()
     else:
         E = embedding(X_chunk)
-    E = np.asarray(E, dtype=np.float32).reshape(len(X_chunk), -1)
+    E = np.asarray(E, dtype=np.float32)
+    if E.ndim == 0 or len(E) != len(X_chunk):
+        raise ValueError(
+            f"embedding must return one row per sample: {len(X_chunk)} rows for "
+            f"this chunk; got an array of shape {E.shape}."
+        )
+    E = E.reshape(len(X_chunk), -1)
     if not np.isfinite(E).all():
         raise ValueError("The embedding produced NaN or infinite features.")
     return E
 
 
-def _embed_and_predict(embedding, extrapolator, X_chunk, batch_size, device):
+def _embed_and_predict(X_chunk, *, embedding, extrapolator, batch_size, device):
     """One chunk's extrapolated scores, and the seconds each step took."""
     started = time.perf_counter()
-    E = _embed(embedding, X_chunk, batch_size, device)
+    E = _embed(X_chunk, embedding=embedding, batch_size=batch_size, device=device)
     embedded = time.perf_counter()
     scores = extrapolator.predict(E)
     return scores, embedded - started, time.perf_counter() - embedded
@@ -437,6 +430,13 @@ default="model"
                 f"({n_subset} samples)."
             )
         self._check_score(len(classes))
+        n_neighbors = getattr(self.extrapolator, "n_neighbors", 12)
+        if isinstance(n_neighbors, Integral) and n_subset < n_neighbors:
+            raise ValueError(
+                f"subset_size gives {n_subset} scored samples, fewer than the "
+                f"extrapolator's n_neighbors={n_neighbors}; score more samples or "
+                "use fewer neighbours."
+            )
         if self.signal == "clean" and self.record == "online":
             raise ValueError(
                 "signal='clean' needs record='epoch': online recording only sees "
@@ -558,32 +558,41 @@ default="model"
             f"callable or a torch.nn.Module; got {type(self.embedding).__name__}."
         )
 
-    def _extrapolate(self, X, rows, out):
-        """Embed ``X[rows]`` chunk by chunk and write predicted scores to ``out``.
+    def _embedding_kwargs(self):
+        return {
+            "embedding": self.embedding_,
+            "batch_size": 4 * self.batch_size,
+            "device": resolve_device(self.device),
+        }
+
+    def _map_chunks(self, task, X, rows):
+        """``(chunk, task(X[chunk]))`` for consecutive chunks of ``rows``.
 
         Chunks go through joblib, so ``n_jobs`` (or a ``joblib.parallel_config``
         backend such as Dask) spreads them over processes or machines; chunks
         are read from ``X`` only as workers become free, so memory stays
-        bounded by ``chunk_size``. Returns the seconds spent embedding and
-        extrapolating, summed over chunks.
+        bounded by ``chunk_size``.
         """
         chunks = [
-            rows[s : s + self.chunk_size] for s in range(0, len(rows), self.chunk_size)
+            rows[start : start + self.chunk_size]
+            for start in range(0, len(rows), self.chunk_size)
         ]
-        device = resolve_device(self.device)
         results = Parallel(n_jobs=self.n_jobs, return_as="generator")(
-            delayed(_embed_and_predict)(
-                self.embedding_,
-                self.extrapolator_,
-                X[chunk],
-                4 * self.batch_size,
-                device,
-            )
-            for chunk in chunks
+            delayed(task)(X[chunk]) for chunk in chunks
+        )
+        return zip(chunks, results, strict=True)
+
+    def _extrapolate(self, X, rows, out):
+        """Write the extrapolated scores of ``X[rows]`` to ``out``; return the
+        seconds spent embedding and extrapolating, summed over chunks."""
+        task = partial(
+            _embed_and_predict,
+            extrapolator=self.extrapolator_,
+            **self._embedding_kwargs(),
         )
         seconds = np.zeros(2)
-        for chunk, (scores, embed_seconds, predict_seconds) in zip(
-            chunks, results, strict=True
+        for chunk, (scores, embed_seconds, predict_seconds) in self._map_chunks(
+            task, X, rows
         ):
             out[chunk] = scores
             seconds += (embed_seconds, predict_seconds)
@@ -591,8 +600,16 @@ default="model"
 
     def _fit_scores(self, X, y):
         rng = check_random_state(self.random_state)
-        subset = _draw_subset(y, self._subset_count(len(y)), rng)
+        subset = stratified_subset(y, self._subset_count(len(y)), random_state=rng)
         init_seed, train_seed = (int(s) for s in rng.randint(2**31 - 1, size=2))
+        if self.class_balanced:
+            unscored = np.setdiff1d(np.unique(y), y[subset])
+            if unscored.size:
+                raise ValueError(
+                    f"class_balanced=True needs scored samples of every class; the "
+                    f"subset (subset_size={self.subset_size!r}) holds none of "
+                    f"classes {unscored.tolist()}. Score more samples."
+                )
 
         X_subset = np.asarray(X[subset], dtype=np.float32)
         y_subset = y[subset]
@@ -628,9 +645,7 @@ default="model"
 
         self.embedding_ = self._fit_embedding(X_subset, self.model_)
         started = time.perf_counter()
-        E_subset = _embed(
-            self.embedding_, X_subset, 4 * self.batch_size, resolve_device(self.device)
-        )
+        E_subset = _embed(X_subset, **self._embedding_kwargs())
         embedded = time.perf_counter()
         extrapolator = (
             ImportanceExtrapolator(n_neighbors=12)
@@ -743,6 +758,34 @@ default="model"
         scores = np.empty(X.shape[0], dtype=np.float64)
         self._extrapolate(X, np.arange(X.shape[0]), scores)
         return scores
+
+    def embed(self, X, out=None):
+        """The fitted embedding of ``X``, the space the scores are extrapolated in.
+
+        Computed chunk by chunk (``chunk_size`` rows, through joblib as in
+        ``fit``), so a memory-mapped ``X`` and a memory-mapped ``out`` keep
+        memory bounded.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, ...)
+            Samples of the shape seen in ``fit``.
+        out : ndarray of shape (n_samples, n_dims) or None, default=None
+            Where to write the embedding (e.g. a ``np.lib.format.open_memmap``
+            array); ``None`` allocates it.
+
+        Returns
+        -------
+        E : ndarray of shape (n_samples, n_dims), float32
+        """
+        check_is_fitted(self, "embedding_")
+        X = self._check_X(X, reset=False)
+        task = partial(_embed, **self._embedding_kwargs())
+        for chunk, E in self._map_chunks(task, X, np.arange(X.shape[0])):
+            if out is None:
+                out = np.empty((X.shape[0], E.shape[1]), dtype=np.float32)
+            out[chunk] = E
+        return out
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -24,9 +24,58 @@ import math
 import numbers
 
 import numpy as np
+from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 
-__all__ = ["coverage_centric", "n_pruned", "select_lowest"]
+__all__ = ["coverage_centric", "n_pruned", "select_lowest", "stratified_subset"]
+
+
+def stratified_subset(y, size, *, random_state=None):
+    """Sorted indices of a class-stratified random subset: the rows to score.
+
+    The subset that the scoring run trains on: ``size`` rows drawn at random
+    with the class proportions of ``y`` (scikit-learn's stratified
+    ``train_test_split``). When stratifying is impossible (``size`` below the
+    number of classes, or a class with a single sample) the rows are drawn
+    uniformly at random instead.
+
+    Parameters
+    ----------
+    y : array-like of shape (n_samples,)
+        Class labels.
+    size : int
+        Number of rows, ``1 <= size <= n_samples``.
+    random_state : int, RandomState or None, default=None
+
+    Returns
+    -------
+    indices : ndarray of shape (size,), int
+        Sorted row indices.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from advprune.selection import stratified_subset
+    >>> y = np.array([0] * 8 + [1] * 4)
+    >>> subset = stratified_subset(y, 6, random_state=0)
+    >>> np.bincount(y[subset]).tolist()
+    [4, 2]
+    """
+    y = np.asarray(y)
+    n = len(y)
+    if not isinstance(size, numbers.Integral) or not 1 <= size <= n:
+        raise ValueError(f"size must be an integer in [1, {n}]; got {size!r}.")
+    if size == n:
+        return np.arange(n)
+    _, counts = np.unique(y, return_counts=True)
+    stratify = y if size >= len(counts) and counts.min() >= 2 else None
+    subset, _ = train_test_split(
+        np.arange(n),
+        train_size=int(size),
+        stratify=stratify,
+        random_state=random_state,
+    )
+    return np.sort(subset)
 
 
 def n_pruned(n_samples, prune_ratio):

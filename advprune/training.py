@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ._io import replacing
 from .attacks import pgd
 
 __all__ = [
@@ -393,12 +394,10 @@ class _Checkpoint:
             "history": trainer.history_,
             "recorder": None if recorder is None else recorder.state_dict(),
         }
-        tmp = self.path.with_name(f"{self.FILE}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as fh:
+        with replacing(self.path) as temporary, open(temporary, "wb") as fh:
             torch.save(state, fh)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
 
     def restore(self, trainer, recorder):
         """Load the saved state into ``trainer``; return the first epoch to run."""

@@ -7,7 +7,7 @@ from sklearn.neighbors import KNeighborsRegressor
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import advprune.pruning
-from advprune import AdversarialPruner
+from advprune import AdversarialPruner, ImportanceExtrapolator
 from advprune.training import AdversarialTrainer
 
 
@@ -26,6 +26,7 @@ def blobs(n_per_class=(60, 30, 10), seed=0):
 
 
 FAST = dict(
+    subset_size=0.5,
     epochs=3,
     eps=0.05,
     attack_steps=2,
@@ -90,6 +91,13 @@ def test_scores_direct_where_scored_and_extrapolated_elsewhere():
     np.testing.assert_allclose(
         p.score_samples(X[unscored]), p.scores_[unscored], rtol=1e-6
     )
+    E = p.embed(X)
+    assert E.shape == (100, 6) and E.dtype == np.float32
+    np.testing.assert_allclose(
+        p.extrapolator_.predict(E[unscored]), p.scores_[unscored], rtol=1e-6
+    )
+    out = np.zeros((100, 6), np.float32)
+    assert p.embed(X, out=out) is out
     assert set(p.timings_) == {"scoring", "embedding", "extrapolation"}
 
 
@@ -186,6 +194,10 @@ def test_memory_caches_the_scoring_run(tmp_path, monkeypatch):
     assert len(calls) == 2
 
 
+def _no_training(*args, **kwargs):
+    raise AssertionError("training started")
+
+
 @pytest.mark.parametrize(
     ("params", "match"),
     [
@@ -203,10 +215,7 @@ def test_memory_caches_the_scoring_run(tmp_path, monkeypatch):
     ],
 )
 def test_bad_parameters_raise_before_training(params, match, monkeypatch):
-    def no_training(*args, **kwargs):
-        raise AssertionError("training started")
-
-    monkeypatch.setattr(advprune.pruning, "_scoring_run", no_training)
+    monkeypatch.setattr(advprune.pruning, "_scoring_run", _no_training)
     X, y = blobs()
     with pytest.raises(ValueError, match=match):
         pruner(**params).fit(X, y)
@@ -225,6 +234,21 @@ def test_bad_parameters_raise_before_training(params, match, monkeypatch):
 def test_bad_data_raises(X, y, error, match):
     with pytest.raises(error, match=match):
         pruner(subset_size=1.0).fit(X, y)
+
+
+def test_bad_embedding_and_subset_raise_before_training(monkeypatch):
+    X, y = blobs()
+    with pytest.raises(ValueError, match="one row per sample"):
+        pruner(subset_size=0.5, embedding=lambda X: np.zeros((3, 2))).fit(X, y)
+    monkeypatch.setattr(advprune.pruning, "_scoring_run", _no_training)
+    with pytest.raises(ValueError, match="n_neighbors=12"):
+        pruner(subset_size=11).fit(X, y)
+    y_rare = np.zeros(100, int)
+    y_rare[50] = 1
+    with pytest.raises(ValueError, match=r"classes \[1\]"):
+        pruner(
+            subset_size=2, class_balanced=True, extrapolator=KNeighborsRegressor(1)
+        ).fit(X, y_rare)
 
 
 def test_score_samples_checks_its_input():
@@ -259,7 +283,12 @@ EXPECTED_FAILED = {
 
 
 @parametrize_with_checks(
-    [AdversarialPruner(**{**FAST, "subset_size": 1.0, "epochs": 2})],
+    [
+        AdversarialPruner(
+            **{**FAST, "subset_size": 1.0, "epochs": 2},
+            extrapolator=ImportanceExtrapolator(n_neighbors=2),
+        )
+    ],
     expected_failed_checks=lambda est: EXPECTED_FAILED,
 )
 def test_sklearn_estimator_checks(estimator, check):

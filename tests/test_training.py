@@ -319,7 +319,7 @@ def test_checkpoint_resume_gives_identical_results(toy, tmp_path, record):
         atol=0,
     )
     assert [h["epoch"] for h in resumed_trainer.history_] == [0, 1, 2, 3]
-    assert not list(tmp_path.glob("*.tmp"))
+    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))
 
 
 def test_checkpoint_of_another_run_is_refused(toy, tmp_path):

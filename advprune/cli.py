@@ -1,0 +1,660 @@
+"""The ``advprune`` command: the demo, and the method step by step on files.
+
+``advprune demo`` runs :func:`advprune.demo.run_demo` on the embedded digits.
+For real data the method is split into three steps that exchange ``.npy``
+files, so that the expensive one (the scoring training run) runs once and the
+cheap ones (extrapolation, selection) can be repeated with other settings::
+
+    advprune score X.npy y.npy --out-dir run/          # scores a subset, embeds all
+    advprune extrapolate run/embeddings.npy run/scores.npy \\
+        run/scored_indices.npy -o run/all_scores.npy
+    advprune prune run/all_scores.npy -o run/kept.npy --prune-ratio 0.5
+
+Inputs are ``.npy`` files, memory-mapped, or ``.npz`` archives read by key;
+``uint8`` images are scaled to [0, 1] (and moved to channels-first) batch by
+batch as they are read. Outputs are ``.npy`` files written with
+``allow_pickle=False`` to a temporary file next to the target and renamed over
+it, so an interrupted run never leaves a truncated file under the final name.
+Bad arguments or input files end the command with exit status 2 and a one-line
+message on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from ._io import replacing
+
+__all__ = ["main"]
+
+# Rows embedded or extrapolated per step: bounds memory for pools of any size
+# and sets the granularity of the progress bars.
+_CHUNK_ROWS = 65536
+_X_KEYS = ("image", "X")
+_Y_KEYS = ("label", "y")
+
+
+class _UsageError(Exception):
+    """A bad argument or input file; reported in one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    # argparse prints a usage block before the message; one line per error is
+    # easier to read in logs of batch jobs, and --help has the usage.
+    def error(self, message):
+        raise _UsageError(f"{message} (see '{self.prog} --help')")
+
+
+# -- files ----------------------------------------------------------------------
+
+
+def _save_npy(path, array):
+    with replacing(path) as temporary, open(temporary, "wb") as f:
+        np.save(f, np.asarray(array), allow_pickle=False)
+
+
+def _check_output(path):
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise _UsageError(f"output directory {str(path.parent)!r} does not exist")
+    if path.is_dir():
+        raise _UsageError(f"output {str(path)!r} is a directory, not a file")
+    return path
+
+
+class _ScaledImages:
+    """A ``uint8`` image array read as float32 in [0, 1], row block by row block.
+
+    Behaves like a read-only array of shape (n, channels, height, width) for
+    row indexing (``X[i]``, ``X[a:b]``, ``X[indices]``), which is all the
+    estimators need; the conversion happens per indexed block, so a pool of
+    millions of images never exists as float32 in memory at once.
+
+    Parameters
+    ----------
+    raw : ndarray of uint8
+        The stored images, values 0..255.
+    channels_last : bool
+        True if ``raw`` is (n, height, width, channels).
+    """
+
+    dtype = np.dtype(np.float32)
+
+    def __init__(self, raw, channels_last):
+        self._raw = raw
+        self._channels_last = channels_last
+        shape = raw.shape
+        if channels_last:
+            shape = (shape[0], shape[-1], *shape[1:-1])
+        self.shape = shape
+        self.ndim = len(shape)
+
+    def __len__(self):
+        return self.shape[0]
+
+    def __getitem__(self, rows):
+        block = np.asarray(self._raw[rows])
+        if self._channels_last:
+            block = np.moveaxis(block, -1, 1 if block.ndim == self.ndim else 0)
+        return block.astype(np.float32) / np.float32(255)
+
+    def __array__(self, dtype=None, copy=None):
+        return np.asarray(self[:], dtype=dtype)
+
+
+def _as_model_input(array):
+    """Scale ``uint8`` images to [0, 1], channels first; other arrays as they are.
+
+    A 4-D ``uint8`` array whose last axis has 1 or 3 channels and whose second
+    axis does not is taken to be channels-last (the layout of published
+    generated pools, (N, 32, 32, 3)).
+    """
+    if array.dtype != np.uint8:
+        return array
+    channels_last = (
+        array.ndim == 4 and array.shape[-1] in (1, 3) and array.shape[1] not in (1, 3)
+    )
+    return _ScaledImages(array, channels_last)
+
+
+def _load(path, *, what, key=None, keys=()):
+    """Read a numeric array from a ``.npy`` (memory-mapped) or ``.npz`` file.
+
+    For an ``.npz``, ``key`` names the array; without it the first of ``keys``
+    present is used. Pickled data is refused.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise _UsageError(f"{what} file {str(path)!r} does not exist")
+    try:
+        loaded = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise _UsageError(
+            f"cannot read {what} file {str(path)!r} as .npy/.npz without "
+            f"unpickling: {_one_line(exc)}"
+        ) from None
+    if isinstance(loaded, np.lib.npyio.NpzFile):
+        with loaded:
+            wanted = [key] if key is not None else [k for k in keys if k in loaded]
+            if not wanted or wanted[0] not in loaded:
+                named = key if key is not None else " or ".join(map(repr, keys))
+                raise _UsageError(
+                    f"{what} file {str(path)!r} has no array {named}; it holds "
+                    f"{sorted(loaded.files)}"
+                )
+            try:
+                array = loaded[wanted[0]]
+            except ValueError as exc:
+                raise _UsageError(
+                    f"cannot read {wanted[0]!r} of {str(path)!r} without "
+                    f"unpickling: {_one_line(exc)}"
+                ) from None
+    else:
+        array = loaded
+    if array.dtype.kind not in "biuf":
+        raise _UsageError(
+            f"{what} file {str(path)!r} must hold a numeric array; got dtype "
+            f"{array.dtype}"
+        )
+    return array
+
+
+def _load_labels(path, *, key, n_rows, what="labels"):
+    y = _load(path, what=what, key=key, keys=_Y_KEYS)
+    if y.ndim != 1 or len(y) != n_rows:
+        raise _UsageError(
+            f"{what} in {str(path)!r} must have shape ({n_rows},), one per row; "
+            f"got {y.shape}"
+        )
+    return np.asarray(y)
+
+
+def _one_line(exc):
+    return " ".join(str(exc).split())
+
+
+# -- argument types -------------------------------------------------------------
+
+
+def _fraction(low_closed, high_closed):
+    low, high = ("[" if low_closed else "("), ("]" if high_closed else ")")
+
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected a number in {low}0, 1{high}; got {text!r}"
+            ) from None
+        above = value >= 0 if low_closed else value > 0
+        below = value <= 1 if high_closed else value < 1
+        if not (above and below):
+            raise argparse.ArgumentTypeError(f"must be in {low}0, 1{high}; got {text}")
+        return value
+
+    return parse
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive integer; got {text!r}"
+        ) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text}")
+    return value
+
+
+def _non_negative_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number; got {text!r}") from None
+    if not value >= 0 or not np.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0; got {text}")
+    return value
+
+
+def _subset_size(text):
+    """A fraction in (0, 1] when written with a point or exponent, else a count."""
+    if text.isdigit():
+        return _positive_int(text)
+    return _fraction(False, True)(text)
+
+
+# -- commands -------------------------------------------------------------------
+
+
+def _cmd_demo(args):
+    from .demo import run_demo
+
+    run_demo(
+        output_dir=args.output_dir,
+        random_state=args.random_state,
+        verbose=not args.quiet,
+    )
+
+
+def _cmd_score(args):
+    X = _as_model_input(_load(args.X, what="X", key=args.X_key, keys=_X_KEYS))
+    if X.ndim < 2:
+        raise _UsageError(
+            f"X must have shape (n_samples, n_features) or (n_samples, "
+            f"*sample_shape); got {X.shape}"
+        )
+    if args.y is None and not zipfile.is_zipfile(args.X):
+        raise _UsageError("no labels: pass y, or an .npz X that holds them")
+    labels = args.y if args.y is not None else args.X
+    y = _load_labels(labels, key=args.y_key, n_rows=X.shape[0])
+    out_dir = Path(args.out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise _UsageError(f"--out-dir {str(out_dir)!r} is not a directory")
+
+    from .pruning import AdversarialPruner
+    from .selection import stratified_subset
+
+    verbose = not args.quiet
+    n = X.shape[0]
+    size = (
+        args.subset_size
+        if isinstance(args.subset_size, int)
+        else round(args.subset_size * n)
+    )
+    try:
+        subset = stratified_subset(y, size, random_state=args.random_state)
+    except ValueError as exc:
+        raise _UsageError(f"--subset-size: {exc}") from exc
+    # Extrapolation is the separate `extrapolate` step: the pruner scores the
+    # subset whole, and its fitted embedding (the scoring model's penultimate
+    # features) is written for every row.
+    pruner = AdversarialPruner(
+        prune_ratio=0.0,
+        score=args.score,
+        subset_size=1.0,
+        epochs=args.epochs,
+        eps=args.eps,
+        norm=args.norm,
+        attack_steps=args.attack_steps,
+        batch_size=args.batch_size,
+        chunk_size=_CHUNK_ROWS,
+        device=args.device,
+        random_state=args.random_state,
+        verbose=verbose,
+    )
+    pruner.fit(X[subset], y[subset])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with replacing(out_dir / "embeddings.npy") as temporary:
+        dim = pruner.embed(X[:1]).shape[1]
+        embeddings = np.lib.format.open_memmap(
+            temporary, mode="w+", dtype=np.float32, shape=(n, dim)
+        )
+        pruner.embed(X, out=embeddings)
+        embeddings.flush()
+        del embeddings
+    _save_npy(out_dir / "scores.npy", pruner.scores_)
+    _save_npy(out_dir / "scored_indices.npy", subset.astype(np.int64))
+    if verbose:
+        print(
+            f"scored {len(subset)} of {n} samples directly in "
+            f"{pruner.timings_['scoring']:.1f} s; wrote scores.npy, "
+            f"scored_indices.npy and embeddings.npy to {out_dir}"
+        )
+
+
+def _cmd_extrapolate(args):
+    output = _check_output(args.output)
+    E = _load(args.embeddings, what="embeddings")
+    if E.ndim != 2:
+        raise _UsageError(
+            f"embeddings must have shape (n_samples, n_features); got {E.shape}"
+        )
+    n = E.shape[0]
+    scores = np.asarray(_load(args.scores, what="scores"), dtype=np.float64)
+    indices = np.asarray(_load(args.scored_indices, what="scored indices"))
+    if scores.ndim != 1 or indices.shape != scores.shape:
+        raise _UsageError(
+            f"scores and scored indices must be 1-D of the same length; got "
+            f"shapes {scores.shape} and {indices.shape}"
+        )
+    if indices.dtype.kind not in "iu":
+        raise _UsageError(f"scored indices must be integers; got dtype {indices.dtype}")
+    if indices.size and (indices.min() < 0 or indices.max() >= n):
+        raise _UsageError(
+            f"scored indices must be row numbers of the embeddings, in [0, {n})"
+        )
+    if len(np.unique(indices)) != len(indices):
+        raise _UsageError("scored indices must not repeat a row")
+
+    if args.n_neighbors > len(indices):
+        raise _UsageError(
+            f"--n-neighbors ({args.n_neighbors}) exceeds the number of scored "
+            f"samples ({len(indices)})"
+        )
+
+    from tqdm.auto import tqdm
+
+    from .extrapolation import ImportanceExtrapolator
+
+    extrapolator = ImportanceExtrapolator(
+        n_neighbors=args.n_neighbors, algorithm=args.algorithm
+    ).fit(np.asarray(E[np.sort(indices)]), scores[np.argsort(indices)])
+    unscored = np.ones(n, dtype=bool)
+    unscored[indices] = False
+    rows = np.flatnonzero(unscored)
+    with replacing(output) as temporary:
+        all_scores = np.lib.format.open_memmap(
+            temporary, mode="w+", dtype=np.float64, shape=(n,)
+        )
+        all_scores[indices] = scores
+        for start in tqdm(
+            range(0, len(rows), _CHUNK_ROWS),
+            desc="extrapolating",
+            unit="chunk",
+            disable=args.quiet,
+        ):
+            chunk = rows[start : start + _CHUNK_ROWS]
+            all_scores[chunk] = extrapolator.predict(np.asarray(E[chunk]))
+        all_scores.flush()
+        del all_scores
+    if not args.quiet:
+        print(
+            f"extrapolated {len(rows)} scores from {len(indices)} scored "
+            f"samples; wrote {output}"
+        )
+
+
+def _cmd_prune(args):
+    output = _check_output(args.output)
+    scores = _load(args.scores, what="scores")
+    if scores.ndim != 1:
+        raise _UsageError(f"scores must be 1-D, one per sample; got {scores.shape}")
+    if args.class_balanced and args.labels is None:
+        raise _UsageError("--class-balanced needs --labels")
+    y = None
+    if args.labels is not None:
+        y = _load_labels(args.labels, key=args.y_key, n_rows=len(scores))
+
+    from .selection import coverage_centric, select_lowest
+
+    if args.selection == "stratified":
+        keep = coverage_centric(
+            scores,
+            args.prune_ratio,
+            y=y,
+            class_balanced=args.class_balanced,
+            random_state=args.random_state,
+        )
+    else:
+        keep = select_lowest(
+            scores, args.prune_ratio, y=y, class_balanced=args.class_balanced
+        )
+    kept = np.flatnonzero(keep).astype(np.int64)
+    _save_npy(output, kept)
+    if not args.quiet:
+        print(f"kept {len(kept)} of {len(scores)} samples; wrote {output}")
+
+
+# -- the parser -----------------------------------------------------------------
+
+
+def _build_parser():
+    from . import __version__
+    from .scores import SCORES
+
+    parser = _Parser(
+        prog="advprune",
+        description=(
+            "Data pruning for adversarial training by importance extrapolation. "
+            "Higher score = more important = kept."
+        ),
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {__version__}"
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+
+    demo = commands.add_parser(
+        "demo",
+        help="the whole method on the embedded digits, in a few minutes",
+        description=(
+            "Score a 10%% subset of a synthetic digits pool, extrapolate, prune "
+            "50%%, then adversarially train on real + pruned, real + random and "
+            "real + full pool; print clean and robust accuracy, write "
+            "results.json and scores.png."
+        ),
+    )
+    demo.add_argument(
+        "--output-dir",
+        default="advprune-demo",
+        help="directory for results.json and scores.png (default: %(default)s)",
+    )
+    demo.add_argument(
+        "--random-state",
+        type=int,
+        default=0,
+        help="seed of data, subset, models and attacks (default: %(default)s)",
+    )
+    demo.add_argument("--quiet", action="store_true", help="no progress bars, no table")
+    demo.set_defaults(handler=_cmd_demo)
+
+    score = commands.add_parser(
+        "score",
+        help="score a random subset directly and embed every sample",
+        description=(
+            "Adversarially train on a class-stratified random subset of X, "
+            "score its samples from the recorded training dynamics (higher = "
+            "more important = kept) and embed ALL samples with the trained "
+            "model's penultimate features. Writes OUT_DIR/scores.npy (direct "
+            "scores of the subset), OUT_DIR/scored_indices.npy (their rows) and "
+            "OUT_DIR/embeddings.npy, the inputs of `advprune extrapolate`."
+        ),
+    )
+    score.add_argument(
+        "X",
+        help=(
+            ".npy (memory-mapped) or .npz with the samples; uint8 images are "
+            "scaled to [0, 1], (N, H, W, C) moved to (N, C, H, W)"
+        ),
+    )
+    score.add_argument(
+        "y",
+        nargs="?",
+        help="integer labels (.npy/.npz); omit to read them from X's .npz",
+    )
+    score.add_argument("--out-dir", required=True, help="output directory")
+    score.add_argument(
+        "--X-key",
+        dest="X_key",
+        help="array of X in an .npz (default: 'image', else 'X')",
+    )
+    score.add_argument(
+        "--y-key", help="array of labels in an .npz (default: 'label', else 'y')"
+    )
+    score.add_argument(
+        "--subset-size",
+        type=_subset_size,
+        default=0.1,
+        help=(
+            "scored subset: a fraction in (0, 1] or a count of samples "
+            "(default: %(default)s)"
+        ),
+    )
+    score.add_argument(
+        "--score",
+        choices=sorted(SCORES),
+        default="dynamic_uncertainty",
+        help="importance score (default: %(default)s)",
+    )
+    score.add_argument(
+        "--epochs",
+        type=_positive_int,
+        default=20,
+        help=(
+            "epochs of the scoring run; dynamic_uncertainty needs more than "
+            "its window of 10 (default: %(default)s)"
+        ),
+    )
+    score.add_argument(
+        "--eps",
+        type=_non_negative_float,
+        default=8 / 255,
+        help="attack budget in the input scale, [0, 1] for images (default: 8/255)",
+    )
+    score.add_argument(
+        "--norm",
+        choices=("linf", "l2"),
+        default="linf",
+        help="attack norm (default: %(default)s)",
+    )
+    score.add_argument(
+        "--attack-steps",
+        type=_positive_int,
+        default=10,
+        help="PGD steps (default: %(default)s)",
+    )
+    score.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=128,
+        help="training batch size (default: %(default)s)",
+    )
+    score.add_argument(
+        "--device",
+        default="auto",
+        help="'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:1', ...",
+    )
+    score.add_argument(
+        "--random-state",
+        type=int,
+        default=0,
+        help="seed of the subset, model and attacks (default: %(default)s)",
+    )
+    score.add_argument("--quiet", action="store_true", help="no progress bars")
+    score.set_defaults(handler=_cmd_score)
+
+    extrapolate = commands.add_parser(
+        "extrapolate",
+        help="predict the scores of unscored samples from their neighbours",
+        description=(
+            "Fit an ImportanceExtrapolator (mean score of the k nearest scored "
+            "neighbours in the embedding) on the scored rows and predict every "
+            "other row. Writes one score per row of EMBEDDINGS: the direct "
+            "score where there is one, else the extrapolated one."
+        ),
+    )
+    extrapolate.add_argument("embeddings", help=".npy of shape (n_samples, n_features)")
+    extrapolate.add_argument("scores", help=".npy of direct scores, shape (m,)")
+    extrapolate.add_argument(
+        "scored_indices", help=".npy of the m scored rows of EMBEDDINGS"
+    )
+    extrapolate.add_argument(
+        "-o", "--output", required=True, help="output .npy of shape (n_samples,)"
+    )
+    extrapolate.add_argument(
+        "--n-neighbors",
+        type=_positive_int,
+        default=12,
+        help="scored neighbours averaged per prediction (default: %(default)s)",
+    )
+    extrapolate.add_argument(
+        "--algorithm",
+        choices=("auto", "exact", "hnsw"),
+        default="auto",
+        help="neighbour search; hnsw is approximate (default: auto = exact)",
+    )
+    extrapolate.add_argument("--quiet", action="store_true", help="no progress bars")
+    extrapolate.set_defaults(handler=_cmd_extrapolate)
+
+    prune = commands.add_parser(
+        "prune",
+        help="select the samples to keep from their scores",
+        description=(
+            "Remove the PRUNE_RATIO fraction of samples; higher score = more "
+            "important = kept. 'lowest' removes the lowest scores (the paper's "
+            "rule); 'stratified' is coverage-centric selection (drop the "
+            "highest-scored few percent, then keep samples evenly across score "
+            "bins). Writes the sorted indices of the kept rows."
+        ),
+    )
+    prune.add_argument("scores", help=".npy of one score per sample")
+    prune.add_argument(
+        "-o", "--output", required=True, help="output .npy of kept row indices"
+    )
+    prune.add_argument(
+        "--prune-ratio",
+        type=_fraction(True, False),
+        default=0.5,
+        help="fraction of samples REMOVED, in [0, 1) (default: %(default)s)",
+    )
+    prune.add_argument(
+        "--labels", help="integer labels (.npy/.npz), for --class-balanced"
+    )
+    prune.add_argument(
+        "--y-key", help="array of labels in an .npz (default: 'label', else 'y')"
+    )
+    prune.add_argument(
+        "--class-balanced",
+        action="store_true",
+        help="apply the rule within each class (needs --labels)",
+    )
+    prune.add_argument(
+        "--selection",
+        choices=("lowest", "stratified"),
+        default="lowest",
+        help="selection rule (default: %(default)s)",
+    )
+    prune.add_argument(
+        "--random-state",
+        type=int,
+        default=0,
+        help="seed of the draws of 'stratified' (default: %(default)s)",
+    )
+    prune.add_argument("--quiet", action="store_true", help="no summary line")
+    prune.set_defaults(handler=_cmd_prune)
+    return parser
+
+
+def main(argv=None):
+    """Run the ``advprune`` command.
+
+    Parameters
+    ----------
+    argv : list of str or None, default=None
+        The arguments after the program name; ``None`` reads ``sys.argv``.
+
+    Returns
+    -------
+    int
+        Exit status: 0 on success, 2 on bad arguments or input data (with a
+        one-line ``advprune: error: ...`` message on stderr).
+
+    Examples
+    --------
+    >>> from advprune.cli import main
+    >>> main(["prune", "missing.npy", "-o", "kept.npy"])
+    2
+    """
+    try:
+        args = _build_parser().parse_args(argv)
+        args.handler(args)
+    except _UsageError as exc:
+        print(f"advprune: error: {exc}", file=sys.stderr)
+        return 2
+    except (ValueError, TypeError) as exc:
+        # The estimators validate their inputs with these before any work;
+        # their messages name the parameter, which is all a user needs.
+        print(f"advprune: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
