@@ -126,7 +126,7 @@ def robust_accuracy(
         ``AdversarialPruner``). A step that transforms ``X`` raises
         ``ValueError``: the attack must see the model's input.
     X : array-like of shape (n_samples, n_features) or (n_samples, \
-*sample_shape)
+\\*sample_shape)
         Clean inputs, in the shape the classifier was fitted on or flattened.
     y : array-like of shape (n_samples,)
         True labels, from the classifier's ``classes_``. A label the

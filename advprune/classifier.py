@@ -100,7 +100,7 @@ class AdversarialClassifier(ClassifierMixin, BaseEstimator):
         seconds.
     n_features_in_ : int
         Number of features of a flattened sample.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Column names, when ``X`` was a DataFrame with string column names.
     sample_shape_ : tuple of int
         Shape of one sample in ``fit``, e.g. ``(1, 8, 8)`` for images or
@@ -254,7 +254,7 @@ class AdversarialClassifier(ClassifierMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features) or (n_samples, \
-*sample_shape)
+\\*sample_shape)
             Training inputs, e.g. images of shape (n, channels, height, width)
             in [0, 1]. Never modified; a read-only memmap works.
         y : array-like of shape (n_samples,)
@@ -331,7 +331,7 @@ class AdversarialClassifier(ClassifierMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features) or (n_samples, \
-*sample_shape)
+\\*sample_shape)
             Inputs in the sample shape of ``fit`` or flattened.
 
         Returns
@@ -349,7 +349,7 @@ class AdversarialClassifier(ClassifierMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features) or (n_samples, \
-*sample_shape)
+\\*sample_shape)
             Inputs in the sample shape of ``fit`` or flattened.
 
         Returns

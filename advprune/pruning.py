@@ -671,7 +671,7 @@ default="model"
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features) or (n_samples, \
-*sample_shape)
+\\*sample_shape)
             Training pool; a read-only ``np.memmap`` is read chunk by chunk.
             Images live in [0, 1]. Never modified.
         y : array-like of shape (n_samples,)

@@ -18,5 +18,6 @@ autosummary_generate = True
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
 exclude_patterns = ["_build"]
+templates_path = ["_templates"]
 html_theme = "alabaster"
 intersphinx_mapping = {}
