@@ -404,6 +404,23 @@ def _cmd_prune(args):
 # -- the parser -----------------------------------------------------------------
 
 
+def _cmd_convert(args):
+    from .datasets import convert_npz_pool
+
+    try:
+        images, labels = convert_npz_pool(
+            args.npz,
+            args.out_dir,
+            image_key=args.image_key,
+            label_key=args.label_key,
+            chunk_size=args.chunk_size,
+        )
+    except OSError as exc:  # missing input, full disk, no permission
+        raise _UsageError(_one_line(exc)) from None
+    if not args.quiet:
+        print(f"wrote {images} and {labels}")
+
+
 def _build_parser():
     from . import __version__
     from .scores import SCORES
@@ -619,6 +636,33 @@ def _build_parser():
     )
     prune.add_argument("--quiet", action="store_true", help="no summary line")
     prune.set_defaults(handler=_cmd_prune)
+
+    convert = commands.add_parser(
+        "convert",
+        help="convert a generated pool .npz into memory-mappable .npy files",
+        description=(
+            "Convert a generated pool in the published .npz layout (image: "
+            "uint8 (N, 32, 32, 3), label) once into OUT_DIR/images.npy and "
+            "OUT_DIR/labels.npy, which open as memory maps. Streams the archive "
+            "chunk by chunk and writes each file atomically."
+        ),
+    )
+    convert.add_argument("npz", help="the pool archive (.npz)")
+    convert.add_argument("out_dir", help="directory for images.npy and labels.npy")
+    convert.add_argument(
+        "--image-key", default="image", help="image array (default: %(default)s)"
+    )
+    convert.add_argument(
+        "--label-key", default="label", help="label array (default: %(default)s)"
+    )
+    convert.add_argument(
+        "--chunk-size",
+        type=_positive_int,
+        default=65536,
+        help="images per block written (default: %(default)s)",
+    )
+    convert.add_argument("--quiet", action="store_true", help="no summary line")
+    convert.set_defaults(handler=_cmd_convert)
     return parser
 
 

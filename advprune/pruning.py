@@ -577,9 +577,11 @@ default="model"
             rows[start : start + self.chunk_size]
             for start in range(0, len(rows), self.chunk_size)
         ]
-        results = Parallel(n_jobs=self.n_jobs, return_as="generator")(
-            delayed(task)(X[chunk]) for chunk in chunks
-        )
+        # Dispatch no further ahead than the workers: every chunk read ahead
+        # is a chunk_size block of X held in memory.
+        results = Parallel(
+            n_jobs=self.n_jobs, return_as="generator", pre_dispatch="n_jobs"
+        )(delayed(task)(X[chunk]) for chunk in chunks)
         return zip(chunks, results, strict=True)
 
     def _extrapolate(self, X, rows, out):

@@ -316,3 +316,20 @@ def test_replacing_leaves_the_old_file_when_writing_fails(tmp_path):
         temporary.write_bytes(b"new")
     assert target.read_bytes() == b"new"
     assert [p.name for p in tmp_path.iterdir()] == ["kept.npy"]
+
+
+def test_convert_writes_memmappable_pool(tmp_path):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (7, 32, 32, 3), dtype=np.uint8)
+    labels = rng.integers(0, 10, 7)
+    np.savez_compressed(tmp_path / "pool.npz", image=images, label=labels)
+    result = run_cli("convert", "pool.npz", "out", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    stored = np.load(tmp_path / "out" / "images.npy", mmap_mode="r")
+    assert isinstance(stored, np.memmap)
+    np.testing.assert_array_equal(stored, images)
+    np.testing.assert_array_equal(np.load(tmp_path / "out" / "labels.npy"), labels)
+
+    missing = run_cli("convert", "absent.npz", "out2", cwd=tmp_path)
+    assert_usage_error(missing, "absent.npz")
+    assert not (tmp_path / "out2" / "images.npy").exists()
