@@ -1,0 +1,367 @@
+import pickle
+import re
+
+import numpy as np
+import pytest
+from scipy.stats import spearmanr
+from sklearn.exceptions import NotFittedError
+from sklearn.neighbors import KNeighborsRegressor
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from advprune.extrapolation import ImportanceExtrapolator, _release_pages
+
+
+def _gaussian(n_scored=400, n_queries=300, n_features=6, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n_scored, n_features))
+    y = X[:, 0] + 0.3 * rng.normal(size=n_scored)
+    Q = rng.normal(size=(n_queries, n_features))
+    return X, y, Q
+
+
+def _clustered(n_scored, n_queries, n_features=32, seed=0):
+    """10-class Gaussian mixture with low-rank class covariances."""
+    rng = np.random.default_rng(seed)
+    centers = 4.0 * rng.normal(size=(10, n_features))
+    loadings = rng.normal(size=(10, 8, n_features))
+
+    def draw(n):
+        labels = rng.integers(0, 10, size=n)
+        latent = rng.normal(size=(n, 8))
+        return (
+            centers[labels]
+            + np.einsum("nj,njd->nd", latent, loadings[labels])
+            + 0.3 * rng.normal(size=(n, n_features))
+        )
+
+    X, Q = draw(n_scored), draw(n_queries)
+    y = X @ rng.normal(size=n_features) / np.sqrt(n_features) + rng.normal(
+        size=n_scored
+    )
+    return X, y, Q
+
+
+@parametrize_with_checks(
+    [
+        ImportanceExtrapolator(),
+        ImportanceExtrapolator(
+            n_neighbors=3, weights="distance", metric="cosine", algorithm="hnsw"
+        ),
+        ImportanceExtrapolator(n_neighbors=3, calibrate="quantile"),
+    ]
+)
+def test_sklearn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+def test_hand_worked_uniform_and_distance_weights():
+    X = np.array([[0.0], [1.0], [2.0], [10.0]])
+    y = np.array([0.0, 1.0, 2.0, 10.0])
+    query = np.array([[0.4]])
+    uniform = ImportanceExtrapolator(n_neighbors=2).fit(X, y)
+    assert uniform.predict(query) == pytest.approx([0.5])
+    # neighbours 0 and 1 at distances 0.4 and 0.6: weights 2.5 and 5/3
+    distance = ImportanceExtrapolator(n_neighbors=2, weights="distance").fit(X, y)
+    assert distance.predict(query) == pytest.approx([(5 / 3) / (2.5 + 5 / 3)])
+
+
+def test_default_is_the_papers_setting():
+    ext = ImportanceExtrapolator()
+    assert ext.n_neighbors == 12
+    assert ext.weights == "uniform"
+    assert ext.metric == "euclidean"
+    assert ext.calibrate is None
+    X, y, _ = _gaussian()
+    assert ext.fit(X, y).effective_algorithm_ == "exact"
+
+
+@pytest.mark.parametrize("weights", ["uniform", "distance"])
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_exact_matches_kneighbors_regressor_brute(weights, metric):
+    X, y, Q = _gaussian(n_scored=700, n_queries=500, n_features=5)
+    ours = ImportanceExtrapolator(weights=weights, metric=metric, batch_size=97)
+    reference = KNeighborsRegressor(
+        n_neighbors=12, weights=weights, metric=metric, algorithm="brute"
+    )
+    np.testing.assert_allclose(
+        ours.fit(X, y).predict(Q), reference.fit(X, y).predict(Q), rtol=1e-10
+    )
+    dist, ind = ours.kneighbors(Q)
+    ref_dist, ref_ind = reference.kneighbors(Q)
+    np.testing.assert_array_equal(ind, ref_ind)
+    np.testing.assert_allclose(dist, ref_dist, rtol=1e-7, atol=1e-9)
+
+
+def test_exact_neighbours_survive_float32_cancellation():
+    # Embeddings far from the origin: the float32 expansion |q|^2 - 2 q.r + |r|^2
+    # would lose most digits without centring and float64 re-ranking.
+    X, y, Q = _gaussian(n_scored=500, n_queries=200, n_features=4, seed=1)
+    X, Q = X + 1e4, Q + 1e4
+    ours = ImportanceExtrapolator(weights="distance").fit(X, y)
+    reference = KNeighborsRegressor(12, weights="distance", algorithm="brute")
+    np.testing.assert_array_equal(
+        ours.kneighbors(Q, return_distance=False),
+        reference.fit(X, y).kneighbors(Q, return_distance=False),
+    )
+
+
+def test_distance_weights_take_coinciding_samples_score():
+    X, y, _ = _gaussian()
+    ext = ImportanceExtrapolator(weights="distance").fit(X, y)
+    np.testing.assert_array_equal(ext.predict(X[:20]), y[:20])
+
+
+def test_kneighbors_without_queries_excludes_each_sample_itself():
+    X, y, _ = _gaussian(n_scored=300)
+    ind = (
+        ImportanceExtrapolator(n_neighbors=5)
+        .fit(X, y)
+        .kneighbors(return_distance=False)
+    )
+    assert not np.any(ind == np.arange(300)[:, np.newaxis])
+    reference = KNeighborsRegressor(5, algorithm="brute").fit(X, y)
+    np.testing.assert_array_equal(ind, reference.kneighbors(return_distance=False))
+
+
+def test_predictions_do_not_depend_on_batch_size_or_n_jobs():
+    X, y, Q = _clustered(2000, 700)
+    for algorithm in ("exact", "hnsw"):
+        base = ImportanceExtrapolator(algorithm=algorithm, n_jobs=1)
+        expected = base.fit(X, y).predict(Q)
+        for params in ({"batch_size": 33}, {"n_jobs": 2}, {"n_jobs": None}):
+            other = ImportanceExtrapolator(algorithm=algorithm, **params)
+            np.testing.assert_array_equal(other.fit(X, y).predict(Q), expected)
+
+
+def test_hnsw_ranks_like_exact_on_clustered_embeddings():
+    X, y, Q = _clustered(5000, 2000)
+    exact = ImportanceExtrapolator().fit(X, y).predict(Q)
+    approx = ImportanceExtrapolator(algorithm="hnsw").fit(X, y).predict(Q)
+    assert spearmanr(approx, exact).statistic >= 0.99
+    # A wide search beam makes the graph search exact on this data.
+    wide = ImportanceExtrapolator(algorithm="hnsw", ef_search=400).fit(X, y)
+    assert np.mean(wide.predict(Q) == exact) > 0.99
+
+
+class _GraphFindingNothing:
+    """Stands in for an HNSW index whose search comes back empty (-1 ids)."""
+
+    def search(self, queries, k, params=None):
+        shape = (queries.shape[0], k)
+        return np.full(shape, np.inf, dtype=np.float32), np.full(shape, -1)
+
+
+def test_queries_the_graph_search_misses_are_answered_exactly():
+    X, y, Q = _clustered(500, 100)
+    ext = ImportanceExtrapolator(algorithm="hnsw").fit(X, y)
+    ext._index = _GraphFindingNothing()
+    expected = ImportanceExtrapolator().fit(X, y).predict(Q)
+    np.testing.assert_array_equal(ext.predict(Q), expected)
+
+
+def test_pickle_round_trip_keeps_the_hnsw_index():
+    X, y, Q = _clustered(1000, 200)
+    ext = ImportanceExtrapolator(algorithm="hnsw").fit(X, y)
+    restored = pickle.loads(pickle.dumps(ext))
+    np.testing.assert_array_equal(restored.predict(Q), ext.predict(Q))
+
+
+def test_memmapped_queries_and_output(tmp_path):
+    X, y, Q = _gaussian(n_queries=1000)
+    np.save(tmp_path / "queries.npy", Q.astype(np.float32))
+    queries = np.load(tmp_path / "queries.npy", mmap_mode="r")
+    out = np.lib.format.open_memmap(
+        tmp_path / "pred.npy", mode="w+", dtype=np.float64, shape=(1000,)
+    )
+    ext = ImportanceExtrapolator(batch_size=64).fit(X, y)
+    returned = ext.predict(queries, out=out)
+    assert returned is out
+    out.flush()
+    expected = ext.predict(queries.astype(np.float64))
+    np.testing.assert_array_equal(np.load(tmp_path / "pred.npy"), expected)
+    # The pages released after each chunk read back unchanged.
+    np.testing.assert_array_equal(queries, Q.astype(np.float32))
+
+
+def _rss_file_kib():
+    with open("/proc/self/status") as status:
+        return int(re.search(r"RssFile:\s+(\d+)", status.read()).group(1))
+
+
+@pytest.mark.skipif(
+    not __import__("os").path.exists("/proc/self/status"), reason="Linux /proc only"
+)
+def test_release_pages_drops_read_chunks_from_resident_set(tmp_path):
+    n_rows = 64 * 1024  # 64 MiB of float64 with 128 columns
+    data = np.lib.format.open_memmap(
+        tmp_path / "big.npy", mode="w+", dtype=np.float64, shape=(n_rows, 128)
+    )
+    data[:] = 1.0
+    data.flush()
+    del data
+    mapped = np.load(tmp_path / "big.npy", mmap_mode="r")
+    before = _rss_file_kib()
+    assert mapped.sum() == n_rows * 128
+    touched = _rss_file_kib()
+    assert touched - before > 32 * 1024
+    _release_pages(mapped, 0, n_rows)
+    assert _rss_file_kib() - before < 4 * 1024
+    assert mapped[-1, -1] == 1.0
+
+
+def test_release_pages_leaves_copy_on_write_maps_alone(tmp_path):
+    np.save(tmp_path / "a.npy", np.zeros((1024, 512)))
+    private = np.load(tmp_path / "a.npy", mmap_mode="c")
+    private[:] = 7.0
+    _release_pages(private, 0, 1024)
+    assert np.all(private == 7.0)
+
+
+def test_caller_arrays_are_not_modified():
+    X, y, Q = _gaussian()
+    copies = X.copy(), y.copy(), Q.copy()
+    ImportanceExtrapolator(metric="cosine", calibrate="quantile").fit(X, y).predict(Q)
+    for original, copy in zip((X, y, Q), copies, strict=True):
+        np.testing.assert_array_equal(original, copy)
+
+
+def test_quantile_calibration_hand_worked():
+    # Leave-one-out 1-NN predictions of the scored samples: [1, 0, 1, 3], so a
+    # prediction of 0, 1 or 3 has mid-rank level 0, 1/2 or 1, sent to the score
+    # quantiles 0, 2 (between 1 and 3) and 6.
+    X = np.array([[0.0], [1.0], [3.0], [6.0]])
+    y = np.array([0.0, 1.0, 3.0, 6.0])
+    ext = ImportanceExtrapolator(n_neighbors=1, calibrate="quantile").fit(X, y)
+    np.testing.assert_allclose(ext.predict([[0.4], [1.1], [2.9]]), [0.0, 2.0, 6.0])
+
+
+def _share_in_a_mode(scores):
+    return np.mean((np.abs(scores) < 0.2) | (np.abs(scores - 1) < 0.2))
+
+
+def test_quantile_calibration_keeps_ranks_and_restores_bimodality():
+    rng = np.random.default_rng(0)
+    X, _, Q = _clustered(3000, 3000, seed=2)
+    # Bimodal scores: a smooth latent score pushed into two well-separated modes.
+    latent_X, latent_Q = X[:, 0] + X[:, 1], Q[:, 0] + Q[:, 1]
+    y = np.where(latent_X > np.median(latent_X), 1.0, 0.0) + 0.05 * rng.normal(
+        size=3000
+    )
+    plain = ImportanceExtrapolator().fit(X, y).predict(Q)
+    calibrated = ImportanceExtrapolator(calibrate="quantile").fit(X, y).predict(Q)
+    assert spearmanr(plain, calibrated).statistic > 0.999
+    assert _share_in_a_mode(y) > 0.95
+    assert _share_in_a_mode(calibrated) > 0.85
+    assert _share_in_a_mode(plain) < _share_in_a_mode(calibrated) - 0.1
+    assert np.std(calibrated) == pytest.approx(np.std(y), rel=0.05)
+    assert spearmanr(calibrated, latent_Q).statistic > 0.5
+
+
+# Bad input: a clear error naming the parameter, raised before any work.
+
+
+def test_nan_and_inf_are_rejected():
+    X, y, Q = _gaussian()
+    bad_X = X.copy()
+    bad_X[3, 2] = np.nan
+    with pytest.raises(ValueError, match="Input X contains NaN"):
+        ImportanceExtrapolator().fit(bad_X, y)
+    bad_y = y.copy()
+    bad_y[5] = np.inf
+    with pytest.raises(ValueError, match="Input y contains infinity"):
+        ImportanceExtrapolator().fit(X, bad_y)
+    ext = ImportanceExtrapolator().fit(X, y)
+    bad_Q = Q.copy()
+    bad_Q[-1, 0] = np.inf
+    with pytest.raises(ValueError, match="Input X contains infinity"):
+        ext.predict(bad_Q)
+
+
+def test_nan_in_a_late_chunk_is_found_before_any_prediction_is_written(tmp_path):
+    X, y, Q = _gaussian(n_queries=1000)
+    Q[-1, -1] = np.nan
+    np.save(tmp_path / "q.npy", Q)
+    queries = np.load(tmp_path / "q.npy", mmap_mode="r")
+    out = np.full(1000, -7.0)
+    ext = ImportanceExtrapolator(batch_size=50).fit(X, y)
+    with pytest.raises(ValueError, match="Input X contains NaN"):
+        ext.predict(queries, out=out)
+    assert np.all(out == -7.0)
+
+
+def test_mismatched_lengths():
+    X, y, _ = _gaussian()
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        ImportanceExtrapolator().fit(X, y[:-1])
+
+
+def test_more_neighbours_than_scored_samples():
+    X, y, Q = _gaussian(n_scored=10)
+    ext = ImportanceExtrapolator(n_neighbors=11).fit(X, y)
+    with pytest.raises(ValueError, match=r"n_neighbors=11 is larger .* 10"):
+        ext.predict(Q)
+    with pytest.raises(ValueError, match=r"n_neighbors=10 is larger"):
+        ImportanceExtrapolator(n_neighbors=10).fit(X, y).kneighbors()
+    with pytest.raises(ValueError, match="calibrate='quantile' needs n_neighbors"):
+        ImportanceExtrapolator(n_neighbors=10, calibrate="quantile").fit(X, y)
+
+
+def test_one_dimensional_embeddings():
+    X, y, Q = _gaussian()
+    with pytest.raises(ValueError, match="Expected 2D array"):
+        ImportanceExtrapolator().fit(X[:, 0], y)
+    ext = ImportanceExtrapolator().fit(X, y)
+    with pytest.raises(ValueError, match="Expected 2D array"):
+        ext.predict(Q[0])
+
+
+def test_predict_before_fit():
+    _, _, Q = _gaussian()
+    with pytest.raises(NotFittedError, match="ImportanceExtrapolator"):
+        ImportanceExtrapolator().predict(Q)
+
+
+def test_different_number_of_features_at_predict():
+    X, y, Q = _gaussian()
+    ext = ImportanceExtrapolator().fit(X, y)
+    with pytest.raises(ValueError, match="X has 5 features, but .* expecting 6"):
+        ext.predict(Q[:, :5])
+
+
+@pytest.mark.parametrize(
+    ("param", "value"),
+    [
+        ("algorithm", "ball_tree"),
+        ("metric", "manhattan"),
+        ("weights", "gaussian"),
+        ("n_neighbors", 0),
+        ("ef_search", 0),
+        ("batch_size", 0),
+        ("calibrate", "isotonic"),
+    ],
+)
+def test_invalid_parameters_name_themselves(param, value):
+    X, y, _ = _gaussian()
+    with pytest.raises(ValueError, match=f"'{param}' parameter"):
+        ImportanceExtrapolator(**{param: value}).fit(X, y)
+
+
+def test_n_jobs_zero():
+    X, y, _ = _gaussian()
+    with pytest.raises(ValueError, match="n_jobs == 0"):
+        ImportanceExtrapolator(n_jobs=0).fit(X, y)
+
+
+def test_bad_out_arrays():
+    X, y, Q = _gaussian(n_queries=20)
+    ext = ImportanceExtrapolator().fit(X, y)
+    with pytest.raises(ValueError, match=r"out must have shape \(20,\)"):
+        ext.predict(Q, out=np.empty(19))
+    with pytest.raises(TypeError, match="out must have a floating-point dtype"):
+        ext.predict(Q, out=np.empty(20, dtype=np.int64))
+    with pytest.raises(TypeError, match="out must be a numpy array"):
+        ext.predict(Q, out=[0.0] * 20)
+    read_only = np.empty(20)
+    read_only.flags.writeable = False
+    with pytest.raises(ValueError, match="out is read-only"):
+        ext.predict(Q, out=read_only)
