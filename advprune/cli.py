@@ -67,59 +67,20 @@ def _check_output(path):
     return path
 
 
-class _ScaledImages:
-    """A ``uint8`` image array read as float32 in [0, 1], row block by row block.
-
-    Behaves like a read-only array of shape (n, channels, height, width) for
-    row indexing (``X[i]``, ``X[a:b]``, ``X[indices]``), which is all the
-    estimators need; the conversion happens per indexed block, so a pool of
-    millions of images never exists as float32 in memory at once.
-
-    Parameters
-    ----------
-    raw : ndarray of uint8
-        The stored images, values 0..255.
-    channels_last : bool
-        True if ``raw`` is (n, height, width, channels).
-    """
-
-    dtype = np.dtype(np.float32)
-
-    def __init__(self, raw, channels_last):
-        self._raw = raw
-        self._channels_last = channels_last
-        shape = raw.shape
-        if channels_last:
-            shape = (shape[0], shape[-1], *shape[1:-1])
-        self.shape = shape
-        self.ndim = len(shape)
-
-    def __len__(self):
-        return self.shape[0]
-
-    def __getitem__(self, rows):
-        block = np.asarray(self._raw[rows])
-        if self._channels_last:
-            block = np.moveaxis(block, -1, 1 if block.ndim == self.ndim else 0)
-        return block.astype(np.float32) / np.float32(255)
-
-    def __array__(self, dtype=None, copy=None):
-        return np.asarray(self[:], dtype=dtype)
-
-
 def _as_model_input(array):
-    """Scale ``uint8`` images to [0, 1], channels first; other arrays as they are.
+    """Present ``uint8`` images as float32 in [0, 1], channels first (lazily,
+    an :class:`advprune.datasets.ImageArray`); other arrays as they are.
 
     A 4-D ``uint8`` array whose last axis has 1 or 3 channels and whose second
     axis does not is taken to be channels-last (the layout of published
     generated pools, (N, 32, 32, 3)).
     """
-    if array.dtype != np.uint8:
+    if array.dtype != np.uint8 or array.ndim != 4:
         return array
-    channels_last = (
-        array.ndim == 4 and array.shape[-1] in (1, 3) and array.shape[1] not in (1, 3)
-    )
-    return _ScaledImages(array, channels_last)
+    from .datasets import ImageArray
+
+    channels_last = array.shape[-1] in (1, 3) and array.shape[1] not in (1, 3)
+    return ImageArray(array, layout="NHWC" if channels_last else "NCHW")
 
 
 def _load(path, *, what, key=None, keys=()):
