@@ -15,6 +15,7 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
+from scipy.sparse import issparse
 from scipy.special import softmax
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.preprocessing import LabelEncoder
@@ -219,7 +220,10 @@ class AdversarialClassifier(ClassifierMixin, BaseEstimator):
         batches are validated flattened and given back in their sample shape.
         Returns float32 or float64 arrays, never a modified caller array.
         """
-        if not hasattr(X, "shape"):
+        # Other array-likes (lists, a datasets.ImageArray over uint8 images)
+        # are converted whole: the classifier trains in memory. Sparse input
+        # and data frames go to scikit-learn's validation as they are.
+        if not (isinstance(X, np.ndarray) or issparse(X) or hasattr(X, "columns")):
             X = np.asarray(X)
         sample_shape = tuple(X.shape[1:])
         if len(sample_shape) > 1:

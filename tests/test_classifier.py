@@ -163,3 +163,20 @@ def test_invalid_parameters_and_data():
         AdversarialClassifier().fit(X, np.zeros(len(X), int))
     with pytest.raises(ValueError, match="NaN"):
         AdversarialClassifier().fit(np.full_like(X, np.nan), y)
+
+
+def test_fits_and_predicts_on_an_image_array():
+    from advprune.datasets import ImageArray
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (40, 8, 8, 1), dtype=np.uint8)
+    y = np.arange(40) % 2
+    X = ImageArray(images, layout="NHWC")
+    clf = AdversarialClassifier(
+        epochs=1, attack_steps=1, batch_size=16, device="cpu", random_state=0
+    ).fit(X, y)
+    expected = AdversarialClassifier(
+        epochs=1, attack_steps=1, batch_size=16, device="cpu", random_state=0
+    ).fit(np.asarray(X), y)
+    np.testing.assert_array_equal(clf.predict_proba(X), expected.predict_proba(X))
+    assert 0 <= clf.score(X, y) <= 1
