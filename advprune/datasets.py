@@ -34,6 +34,8 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils import Bunch, check_random_state
 from threadpoolctl import threadpool_limits
 
+from ._mmap import mapping_owner, read_only_span
+
 __all__ = [
     "ImageArray",
     "convert_npz_pool",
@@ -445,7 +447,7 @@ class ImageArray:
         self._release_pages = bool(release_pages)
         n, a, b, c = images.shape
         self._shape = (n, c, a, b) if layout == "NHWC" else (n, a, b, c)
-        self._mapping = _read_only_mapping(images) if self._release_pages else None
+        self._mapping = read_only_span(images) if self._release_pages else None
 
     @property
     def shape(self):
@@ -555,35 +557,10 @@ def _check_rows(rows):
     return index
 
 
-def _mapping_owner(array):
-    """The np.memmap that owns the file mapping under ``array``, or None."""
-    owner = array
-    while isinstance(owner, np.ndarray) and not isinstance(owner.base, mmap.mmap):
-        owner = owner.base
-    return owner if isinstance(owner, np.memmap) else None
-
-
-def _read_only_mapping(array):
-    """(mapping, start, length): the page-aligned span of ``array`` in its
-    read-only shared file mapping, or None where releasing pages is unsafe
-    (dropping pages of a private or writable map could discard the caller's
-    unsaved changes) or unsupported."""
-    if not hasattr(mmap, "MADV_DONTNEED") or array.size == 0:
-        return None
-    owner = _mapping_owner(array)
-    if owner is None or owner.mode != "r" or not array.flags.c_contiguous:
-        return None
-    buffer = owner.base
-    first = array.ctypes.data - np.frombuffer(buffer, dtype=np.uint8).ctypes.data
-    last = min(first + array.nbytes, len(buffer))
-    first -= first % mmap.PAGESIZE
-    return buffer, first, last - first
-
-
 def _file_source(array):
     """(filename, offset, shape) of a C-contiguous region of a shared file
     mapping, from which the same bytes can be mapped again; else None."""
-    owner = _mapping_owner(array)
+    owner = mapping_owner(array)
     if (
         owner is None
         or owner.filename is None

@@ -14,7 +14,6 @@ search can be used on embeddings from any model.
 
 # SPDX-License-Identifier: BSD-3-Clause
 
-import mmap
 from contextlib import contextmanager
 from numbers import Integral
 
@@ -26,17 +25,21 @@ from sklearn.utils import assert_all_finite
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ._mmap import release_pages
+
 __all__ = ["ImportanceExtrapolator"]
 
 # HNSW build settings. The graph degree and the construction beam are fixed because
 # they trade build time against recall, and ``ef_search`` already exposes that trade
 # at query time, where it can be changed without rebuilding the index.
-_HNSW_LINKS = 16
+_HNSW_LINKS = 32
 _HNSW_EF_CONSTRUCTION = 64
 
-# Size of one float64 gather block of the exact re-ranking (bytes), so that the
-# re-ranking never needs more memory than the float32 search itself.
-_RERANK_BLOCK_BYTES = 1 << 24
+# Size of one float64 gather block of the exact distances (bytes), so that they
+# never need more memory than the float32 search itself.
+_GATHER_BLOCK_BYTES = 1 << 24
+
+_FLOAT32_UNIT_ROUNDOFF = 2.0**-24
 
 
 def _n_candidates(n_neighbors, n_samples_fit):
@@ -71,39 +74,6 @@ def _normalize_rows(X):
     return X / norms[:, np.newaxis]
 
 
-def _release_pages(X, start, stop):
-    """Drop rows ``start:stop`` of a read-only memory map from the resident set.
-
-    Pages of a file mapping count towards the process's resident set size once read,
-    and the kernel only reclaims them under memory pressure, so streaming through a
-    10-GB memory map would otherwise show a 10-GB peak RSS. ``MADV_DONTNEED`` on a
-    shared read-only mapping only unmaps the pages; the file and the page cache are
-    untouched. Private (copy-on-write) and writable maps are left alone, because
-    dropping their pages could discard the caller's in-memory changes.
-    """
-    stop = min(stop, X.shape[0])
-    owner = X
-    while isinstance(owner, np.ndarray) and not isinstance(owner.base, mmap.mmap):
-        owner = owner.base
-    if not isinstance(owner, np.memmap) or owner.mode != "r" or stop <= start:
-        return
-    if X.ndim != 2 or min(X.strides) < 0:
-        return
-    buffer = owner.base
-    base_address = np.frombuffer(buffer, dtype=np.uint8).ctypes.data
-    first = X[start:stop].ctypes.data - base_address
-    last = (
-        first
-        + (stop - start - 1) * X.strides[0]
-        + (X.shape[1] - 1) * X.strides[1]
-        + X.itemsize
-    )
-    first -= first % mmap.PAGESIZE
-    last = min(last, len(buffer))
-    if last > first:
-        buffer.madvise(mmap.MADV_DONTNEED, first, last - first)
-
-
 class ImportanceExtrapolator(RegressorMixin, BaseEstimator):
     """Predict importance scores from the nearest directly scored samples.
 
@@ -123,7 +93,8 @@ class ImportanceExtrapolator(RegressorMixin, BaseEstimator):
     ----------
     n_neighbors : int, default=12
         Number of scored neighbours averaged for each prediction. Must not exceed the
-        number of scored samples passed to :meth:`fit`. The paper uses 12.
+        number of scored samples passed to :meth:`fit` (checked when predicting, as
+        scikit-learn's neighbour estimators do). The paper uses 12.
 
     weights : {'uniform', 'distance'}, default='uniform'
         How the neighbours' scores are averaged:
@@ -140,17 +111,17 @@ class ImportanceExtrapolator(RegressorMixin, BaseEstimator):
         Neighbour search:
 
         - ``'exact'``: brute force with FAISS's blocked float32 matrix products and a
-          fused top-k selection, followed by a float64 re-ranking of the candidates,
-          so distances and neighbours are exact;
+          fused top-k selection; queries whose k-th and (k+1)-th float32 distances
+          lie within float32 rounding error of each other are re-ranked in
+          float64, so the neighbours are exact;
         - ``'hnsw'``: approximate search in a FAISS HNSW graph built at :meth:`fit`;
-          a few times faster per query, with the recall set by ``ef_search``. The
-          found neighbours are re-ranked in float64 as in exact mode;
+          several times faster per query, with the recall set by ``ef_search``;
         - ``'auto'``: ``'exact'``. An approximate search changes the predictions, so
           it is never chosen implicitly.
 
-    ef_search : int, default=32
+    ef_search : int, default=20
         Size of the candidate list explored per query by ``algorithm='hnsw'``
-        (FAISS's ``efSearch``; raised to the number of candidates fetched if lower).
+        (FAISS's ``efSearch``; raised to ``n_neighbors`` if lower).
         Larger is slower and closer to exact. Ignored by the exact search.
 
     calibrate : {None, 'quantile'}, default=None
@@ -204,7 +175,7 @@ class ImportanceExtrapolator(RegressorMixin, BaseEstimator):
 
     Notes
     -----
-    The scored embeddings are kept twice, in float64 for the exact re-ranking and in
+    The scored embeddings are kept twice, in float64 for exact distances and in
     float32 for the search (12 bytes per scored value), plus the HNSW graph for
     ``algorithm='hnsw'``.
 
@@ -257,7 +228,7 @@ class ImportanceExtrapolator(RegressorMixin, BaseEstimator):
         weights="uniform",
         metric="euclidean",
         algorithm="auto",
-        ef_search=32,
+        ef_search=20,
         calibrate=None,
         batch_size=8192,
         n_jobs=None,
@@ -309,6 +280,9 @@ class ImportanceExtrapolator(RegressorMixin, BaseEstimator):
             self._center = fit_X.mean(axis=0)
         self._fit_X = fit_X
         self._search_X = np.ascontiguousarray(fit_X - self._center, dtype=np.float32)
+        self._search_norm_max = float(
+            np.sqrt(np.einsum("ij,ij->i", self._search_X, self._search_X).max())
+        )
         self._y = np.asarray(y, dtype=np.float64)
         self.n_samples_fit_ = n_samples
         self.effective_algorithm_ = "hnsw" if self.algorithm == "hnsw" else "exact"
@@ -323,7 +297,11 @@ class ImportanceExtrapolator(RegressorMixin, BaseEstimator):
 
         self._calibration = None
         if self.calibrate == "quantile":
-            loo = self._aggregate(*self._kneighbors_fitted(self.n_neighbors))
+            loo = self._aggregate(
+                *self._kneighbors_fitted(
+                    self.n_neighbors, return_distance=self.weights == "distance"
+                )
+            )
             self._calibration = _quantile_map_tables(loo, self._y)
         return self
 
@@ -355,10 +333,12 @@ class ImportanceExtrapolator(RegressorMixin, BaseEstimator):
 
         def predict_chunk(start, stop):
             distances, neighbors = self._kneighbors_chunk(
-                X[start:stop], self.n_neighbors
+                X[start:stop],
+                self.n_neighbors,
+                return_distance=self.weights == "distance",
             )
             out[start:stop] = self._aggregate(distances, neighbors)
-            _release_pages(X, start, stop)
+            release_pages(X[start:stop])
 
         self._map_chunks(predict_chunk, n_queries)
         return out
@@ -400,7 +380,7 @@ class ImportanceExtrapolator(RegressorMixin, BaseEstimator):
 
             def kneighbors_chunk(start, stop):
                 found = self._kneighbors_chunk(X[start:stop], n_neighbors)
-                _release_pages(X, start, stop)
+                release_pages(X[start:stop])
                 return found
 
             parts = self._map_chunks(kneighbors_chunk, X.shape[0])
@@ -461,11 +441,11 @@ class ImportanceExtrapolator(RegressorMixin, BaseEstimator):
         # names); the rest only needs the finiteness check, done before any search so
         # that a bad row cannot leave `out` half written.
         validate_data(self, X[: self.batch_size], reset=False)
-        _release_pages(X, 0, self.batch_size)
+        release_pages(X[: self.batch_size])
         for start in range(self.batch_size, X.shape[0], self.batch_size):
             stop = min(start + self.batch_size, X.shape[0])
             assert_all_finite(X[start:stop], input_name="X")
-            _release_pages(X, start, stop)
+            release_pages(X[start:stop])
         return X
 
     def _prepare(self, X):
@@ -477,44 +457,96 @@ class ImportanceExtrapolator(RegressorMixin, BaseEstimator):
         return X64, X32
 
     def _search(self, X32, n_candidates, exact):
-        """Candidate neighbours from the float32 search; -1 where none was found."""
+        """Squared float32 distances and indices of candidates; -1 where none."""
         if exact or self._index is None:
-            _, candidates = faiss.knn(X32, self._search_X, n_candidates)
-            return candidates
+            return faiss.knn(X32, self._search_X, n_candidates)
         params = faiss.SearchParametersHNSW(efSearch=max(self.ef_search, n_candidates))
-        _, candidates = self._index.search(X32, n_candidates, params=params)
-        return candidates
+        return self._index.search(X32, n_candidates, params=params)
 
-    def _kneighbors_chunk(self, X, n_neighbors, exclude=None, exact=False):
+    def _float32_tolerance(self, X32):
+        """Bound on the float32 error of a difference of two squared distances.
+
+        FAISS computes ``|q|^2 + |r|^2 - 2 q.r`` in float32 from float32 copies of
+        the embeddings; each term has a relative error below ``gamma_n = n u / (1 -
+        n u)`` (``u`` the unit round-off, ``n`` the number of rounded operations),
+        so one squared distance is within ``gamma (|q| + |r|)^2`` of the true
+        value. Twice that, with the largest reference norm, bounds the error of a
+        difference; the extra factor 2 covers the rounding of the inputs to float32.
+        """
+        n_terms = X32.shape[1] + 4
+        gamma = (
+            n_terms * _FLOAT32_UNIT_ROUNDOFF / (1 - n_terms * _FLOAT32_UNIT_ROUNDOFF)
+        )
+        query_norms = np.sqrt(np.einsum("ij,ij->i", X32, X32, dtype=np.float64))
+        return 4.0 * gamma * (query_norms + self._search_norm_max) ** 2
+
+    def _kneighbors_chunk(
+        self, X, n_neighbors, exclude=None, exact=False, return_distance=True
+    ):
         """Neighbours of one chunk of queries, nearest first.
 
         `exclude` holds, per query, the index of a scored sample that must not be
         returned (the query itself in leave-one-out searches), or None. `exact`
-        forces the exact search whatever the algorithm.
+        forces the exact search whatever the algorithm. Without `return_distance`
+        the distances are None and the neighbours of a row come in no particular
+        order, which is all an unweighted mean needs.
         """
         X64, X32 = self._prepare(X)
+        approximate = self._index is not None and not exact
         n_wanted = n_neighbors + (exclude is not None)
-        n_candidates = _n_candidates(n_wanted, self.n_samples_fit_)
-        candidates = self._search(X32, n_candidates, exact)
-        distances = self._exact_distances(X64, candidates)
+        n_candidates = (
+            n_wanted if approximate else _n_candidates(n_wanted, self.n_samples_fit_)
+        )
+        squared, candidates = self._search(X32, n_candidates, not approximate)
+        squared = squared.astype(np.float64)
+        invalid = candidates < 0
         if exclude is not None:
-            distances[candidates == exclude[:, np.newaxis]] = np.inf
-        # Sort by float64 distance, ties by index, so the result does not depend on
-        # the order in which the float32 search returned near-equal candidates.
-        order = np.lexsort((candidates, distances), axis=-1)[:, :n_neighbors]
-        distances = np.take_along_axis(distances, order, axis=1)
-        neighbors = np.take_along_axis(candidates, order, axis=1)
-        missing = ~np.isfinite(distances).all(axis=1)
-        if missing.any() and not exact:
+            invalid |= candidates == exclude[:, np.newaxis]
+        squared[invalid] = np.inf
+        order = np.lexsort((candidates, squared), axis=-1)
+        squared = np.take_along_axis(squared, order, axis=1)
+        candidates = np.take_along_axis(candidates, order, axis=1)
+
+        if not approximate and n_candidates > n_neighbors:
+            # The float32 top-k is the exact top-k unless the k-th and (k+1)-th
+            # squared distances are closer than float32 error could blur; only
+            # those rows (near-ties; about 5% of the benchmark's queries) are
+            # re-ranked in float64.
+            gap = squared[:, n_neighbors] - squared[:, n_neighbors - 1]
+            uncertain = np.flatnonzero(~(gap > self._float32_tolerance(X32)))
+            if uncertain.size:
+                exact_distances = self._exact_distances(
+                    X64[uncertain], candidates[uncertain]
+                )
+                exact_distances[~np.isfinite(squared[uncertain])] = np.inf
+                order = np.lexsort((candidates[uncertain], exact_distances), axis=-1)
+                candidates[uncertain] = np.take_along_axis(
+                    candidates[uncertain], order, axis=1
+                )
+        neighbors = candidates[:, :n_neighbors]
+
+        missing = ~np.isfinite(squared[:, n_neighbors - 1])
+        if missing.any() and approximate:
             # The graph search found too few neighbours for some queries (possible
             # for tiny or degenerate scored sets); answer those exactly.
-            distances[missing], neighbors[missing] = self._kneighbors_chunk(
+            neighbors[missing] = self._kneighbors_chunk(
                 np.asarray(X)[missing],
                 n_neighbors,
                 None if exclude is None else exclude[missing],
                 exact=True,
-            )
-        return distances, neighbors
+                return_distance=False,
+            )[1]
+        if not return_distance:
+            return None, neighbors
+        # Distances in float64 from the original embeddings, nearest first and
+        # ties by index, so that the order is exact and does not depend on the
+        # order in which the float32 search returned near-equal candidates.
+        distances = self._exact_distances(X64, neighbors)
+        order = np.lexsort((neighbors, distances), axis=-1)
+        return (
+            np.take_along_axis(distances, order, axis=1),
+            np.take_along_axis(neighbors, order, axis=1),
+        )
 
     def _exact_distances(self, X64, candidates):
         """Float64 distances from each query to its candidates (inf for -1)."""
@@ -523,7 +555,7 @@ class ImportanceExtrapolator(RegressorMixin, BaseEstimator):
         valid = candidates >= 0
         safe = np.where(valid, candidates, 0)
         row_bytes = n_candidates * self._fit_X.shape[1] * 8
-        block = max(1, _RERANK_BLOCK_BYTES // row_bytes)
+        block = max(1, _GATHER_BLOCK_BYTES // row_bytes)
         for start in range(0, n_queries, block):
             rows = slice(start, start + block)
             gathered = self._fit_X[safe[rows]]
@@ -536,25 +568,29 @@ class ImportanceExtrapolator(RegressorMixin, BaseEstimator):
         distances[~valid] = np.inf
         return distances
 
-    def _kneighbors_fitted(self, n_neighbors):
+    def _kneighbors_fitted(self, n_neighbors, return_distance=True):
         """Leave-one-out neighbours of every scored sample among the others."""
 
         def kneighbors_chunk(start, stop):
             return self._kneighbors_chunk(
-                self._fit_X[start:stop], n_neighbors, np.arange(start, stop)
+                self._fit_X[start:stop],
+                n_neighbors,
+                np.arange(start, stop),
+                return_distance=return_distance,
             )
 
         parts = self._map_chunks(kneighbors_chunk, self.n_samples_fit_)
         return (
-            np.concatenate([p[0] for p in parts]),
+            np.concatenate([p[0] for p in parts]) if return_distance else None,
             np.concatenate([p[1] for p in parts]),
         )
 
     def _aggregate(self, distances, neighbors):
         """Neighbour scores averaged as `weights` says, then calibrated."""
-        scores = self._y[neighbors]
         if self.weights == "uniform":
-            prediction = scores.mean(axis=1)
+            # Summed in index order: the same neighbours give the same bits,
+            # however the search happened to order them.
+            prediction = self._y[np.sort(neighbors, axis=1)].mean(axis=1)
         else:
             with np.errstate(divide="ignore"):
                 weights = 1.0 / distances
@@ -563,6 +599,7 @@ class ImportanceExtrapolator(RegressorMixin, BaseEstimator):
             at_zero = np.isinf(weights)
             rows = at_zero.any(axis=1)
             weights[rows] = at_zero[rows]
+            scores = self._y[neighbors]
             prediction = (scores * weights).sum(axis=1) / weights.sum(axis=1)
         if self._calibration is not None:
             prediction = _apply_quantile_map(prediction, *self._calibration)

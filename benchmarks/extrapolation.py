@@ -414,7 +414,7 @@ def ef_sweep(args, data, refs, scores, queries):
         exact_ind = exact_model.kneighbors(Q[:5000], return_distance=False)
         model = ImportanceExtrapolator(n_neighbors=N_NEIGHBORS, algorithm="hnsw")
         _, build, _, _ = measure(partial(model.fit, R, s))
-        for ef in (16, 32, 64, 128):
+        for ef in (12, 16, 20, 32, 64, 128):
             model.set_params(ef_search=ef)
             pred, seconds, _, _ = measure(partial(model.predict, Q))
             ind = model.kneighbors(Q[:5000], return_distance=False)
@@ -480,12 +480,18 @@ def run_memmap(args):
     path = workdir / "queries.npy"
     print(f"writing {n:,} x {d} float32 queries to {path}")
     data = ClusteredEmbeddings(d, args.seed)
-    queries = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, d))
-    for start in range(0, n, 1_000_000):
-        stop = min(start + 1_000_000, n)
-        queries[start:stop], _ = data.draw(stop - start, stream=100 + start // 10**6)
-    queries.flush()
-    del queries, data
+    # Written through a file handle, not a memory map, so that this process stays
+    # small: the child's ru_maxrss starts from its parent's peak at the fork.
+    header = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, d))
+    offset = header.offset
+    del header
+    block = 1 << 18
+    with open(path, "r+b") as file:
+        file.seek(offset)
+        for start in range(0, n, block):
+            stop = min(start + block, n)
+            data.draw(stop - start, stream=100 + start // block)[0].tofile(file)
+    del data
     command = [
         sys.executable,
         __file__,
