@@ -79,6 +79,12 @@ class AdversarialClassifier(ClassifierMixin, BaseEstimator):
     bounds : tuple of (float, float) or None, default=(0.0, 1.0)
         Box of valid inputs that the attacks stay in. ``None`` for unbounded
         features (e.g. standardised tabular data).
+    augment : callable or None, default=None
+        Augmentation of training batches, ``augment(x_batch, generator) ->
+        x_batch``, e.g. :class:`advprune.training.RandomCropFlip` for
+        CIFAR-style images; never applied to predictions or attacks at evaluation.
+        It is tried on two samples before training, so that one that cannot
+        work on the data fails first.
     device : str or torch.device, default="auto"
         ``"auto"`` trains and predicts on CUDA when available, else the CPU.
     amp : bool, default=False
@@ -148,6 +154,7 @@ class AdversarialClassifier(ClassifierMixin, BaseEstimator):
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "schedule": [StrOptions({"cosine", "multistep", "constant"})],
         "bounds": [tuple, list, None],
+        "augment": [callable, None],
         "device": [str, torch.device],
         "amp": ["boolean"],
         "random_state": ["random_state"],
@@ -172,6 +179,7 @@ class AdversarialClassifier(ClassifierMixin, BaseEstimator):
         weight_decay=5e-4,
         schedule="cosine",
         bounds=(0.0, 1.0),
+        augment=None,
         device="auto",
         amp=False,
         random_state=None,
@@ -192,6 +200,7 @@ class AdversarialClassifier(ClassifierMixin, BaseEstimator):
         self.weight_decay = weight_decay
         self.schedule = schedule
         self.bounds = bounds
+        self.augment = augment
         self.device = device
         self.amp = amp
         self.random_state = random_state
@@ -310,6 +319,7 @@ class AdversarialClassifier(ClassifierMixin, BaseEstimator):
             device=device,
             amp=self.amp,
             bounds=bounds,
+            augment=self.augment,
             random_state=train_seed,
             verbose=self.verbose,
         )

@@ -217,6 +217,12 @@ class AdversarialPruner(BaseEstimator):
         Training batch size; embedding and extrapolation use ``chunk_size``.
     bounds : tuple of float or None, default=(0.0, 1.0)
         Valid input box; ``None`` for unbounded features.
+    augment : callable or None, default=None
+        Augmentation of training batches, ``augment(x_batch, generator) ->
+        x_batch``, e.g. :class:`advprune.training.RandomCropFlip` for
+        CIFAR-style images; never applied to the recorded dynamics or the embedding.
+        It is tried on two samples before training, so that one that cannot
+        work on the data fails first.
     embedding : {"model", "raw"}, transformer, callable or torch.nn.Module, \
 default="model"
         Feature space of the extrapolation. ``"model"``: penultimate features
@@ -317,6 +323,7 @@ default="model"
         "lr": [Interval(Real, 0, None, closed="neither")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "bounds": [tuple, None],
+        "augment": [callable, None],
         "embedding": "no_validation",  # checked where it is fitted
         "extrapolator": [HasMethods(["fit", "predict"]), None],
         "chunk_size": [Interval(Integral, 1, None, closed="left")],
@@ -351,6 +358,7 @@ default="model"
         lr=0.05,
         batch_size=128,
         bounds=(0.0, 1.0),
+        augment=None,
         embedding="model",
         extrapolator=None,
         chunk_size=65536,
@@ -381,6 +389,7 @@ default="model"
         self.lr = lr
         self.batch_size = batch_size
         self.bounds = bounds
+        self.augment = augment
         self.embedding = embedding
         self.extrapolator = extrapolator
         self.chunk_size = chunk_size
@@ -530,6 +539,7 @@ default="model"
             "optimizer": self.optimizer,
             "lr": self.lr,
             "bounds": self.bounds,
+            "augment": self.augment,
             "device": self.device,
             "amp": self.amp,
         }

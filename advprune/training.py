@@ -47,6 +47,7 @@ __all__ = [
     "Dynamics",
     "EpochRecorder",
     "OnlineRecorder",
+    "RandomCropFlip",
     "batched_forward",
     "resolve_device",
     "torch_generator",
@@ -122,6 +123,80 @@ def torch_generator(random_state=None):
     return generator
 
 
+class RandomCropFlip:
+    """Random crop after zero padding, and random horizontal flip, per image.
+
+    The standard augmentation of adversarial training on CIFAR-10 (as in Rice
+    et al., 2020, and the runs of Nieth et al., 2024): each image of a batch is
+    padded by ``padding`` zero pixels on every side, cropped back to its size at
+    a random offset, and mirrored left-right with probability 1/2. Pass an
+    instance as ``augment`` to :class:`AdversarialTrainer`,
+    :class:`advprune.AdversarialClassifier` or :class:`advprune.AdversarialPruner`.
+    It applies to training batches only, never to recordings or predictions.
+
+    Parameters
+    ----------
+    padding : int, default=4
+        Zero pixels added on each side before cropping; 0 disables the crop.
+    flip : bool, default=True
+        Whether to mirror images left-right at random.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from advprune.training import RandomCropFlip, torch_generator
+    >>> augment = RandomCropFlip(padding=2)
+    >>> x = torch.rand(8, 3, 32, 32)
+    >>> out = augment(x, torch_generator(0))
+    >>> out.shape
+    torch.Size([8, 3, 32, 32])
+    >>> bool(((out == 0) | torch.isin(out, x)).all())
+    True
+    """
+
+    def __init__(self, padding=4, flip=True):
+        if not isinstance(padding, Integral) or isinstance(padding, bool):
+            raise TypeError(f"padding must be an int; got {padding!r}.")
+        if padding < 0:
+            raise ValueError(f"padding must be an int >= 0; got {padding!r}.")
+        if not isinstance(flip, bool):
+            raise TypeError(f"flip must be a bool; got {flip!r}.")
+        self.padding = int(padding)
+        self.flip = flip
+
+    def __repr__(self):
+        return f"RandomCropFlip(padding={self.padding}, flip={self.flip})"
+
+    def __call__(self, x, generator):
+        """Augment a batch ``x`` of shape (n, channels, height, width).
+
+        Offsets and flips are drawn on the CPU from ``generator``, so a seeded run
+        is reproducible on any device; the images stay on ``x``'s device.
+        """
+        if x.ndim != 4:
+            raise ValueError(
+                "RandomCropFlip augments image batches of shape (n, channels, "
+                f"height, width); got shape {tuple(x.shape)}."
+            )
+        n, channels, height, width = x.shape
+        pad = self.padding
+        row_offsets = torch.randint(2 * pad + 1, (n, 1), generator=generator)
+        col_offsets = torch.randint(2 * pad + 1, (n, 1), generator=generator)
+        rows = row_offsets + torch.arange(height)
+        cols = col_offsets + torch.arange(width)
+        if self.flip:
+            mirrored = torch.rand(n, 1, generator=generator) < 0.5
+            cols = torch.where(mirrored, cols.flip(1), cols)
+        padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+        rows, cols = rows.to(x.device), cols.to(x.device)
+        return padded[
+            torch.arange(n, device=x.device)[:, None, None, None],
+            torch.arange(channels, device=x.device)[None, :, None, None],
+            rows[:, None, :, None],
+            cols[:, None, None, :],
+        ]
+
+
 @torch.no_grad()
 def batched_forward(model, X, *, batch_size=512, device="cpu", transform=None):
     """Apply ``model`` (or ``transform(model, batch)``) to ``X`` in batches.
@@ -180,6 +255,20 @@ class Dynamics:
     adversarial_probas, clean_probas : ndarray of shape (n_epochs, n_recorded, \
 n_classes), float16, or None
         Full class probabilities, kept when ``record_probas=True``.
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from advprune.training import AdversarialTrainer, Dynamics
+    >>> X = np.random.default_rng(0).uniform(size=(40, 2)).astype("float32")
+    >>> y = (X[:, 0] > 0.5).astype("int64")
+    >>> trainer = AdversarialTrainer(torch.nn.Linear(2, 2), eps=0.05, epochs=3,
+    ...                              batch_size=10, device="cpu", random_state=0)
+    >>> dynamics = trainer.fit(X, y, record_indices=[0, 5, 7], record="epoch")
+    >>> isinstance(dynamics, Dynamics), dynamics.adversarial.shape
+    (True, (3, 3))
+    >>> dynamics.indices.tolist(), dynamics.adversarial_probas is None
+    ([0, 5, 7], True)
     """
 
     indices: np.ndarray
@@ -195,6 +284,26 @@ class Callback:
     Subclass and override the hooks you need. ``trainer`` is the running
     :class:`AdversarialTrainer`; its ``model``, ``device_`` and ``epoch_`` are
     available.
+
+    Examples
+    --------
+    A callback that counts the samples seen in each epoch:
+
+    >>> import numpy as np, torch
+    >>> from advprune.training import AdversarialTrainer, Callback
+    >>> X = np.random.default_rng(0).uniform(size=(40, 2)).astype("float32")
+    >>> y = (X[:, 0] > 0.5).astype("int64")
+    >>> trainer = AdversarialTrainer(torch.nn.Linear(2, 2), eps=0.05, epochs=3,
+    ...                              batch_size=10, device="cpu", random_state=0)
+    >>> class SeenPerEpoch(Callback):
+    ...     def on_train_begin(self, trainer, X, y):
+    ...         self.seen = [0] * trainer.epochs
+    ...     def on_batch_end(self, trainer, indices, logits, y):
+    ...         self.seen[trainer.epoch_] += len(indices)
+    >>> counter = SeenPerEpoch()
+    >>> _ = trainer.fit(X, y, record=None, callbacks=[counter])
+    >>> counter.seen
+    [40, 40, 40]
     """
 
     def on_train_begin(self, trainer, X, y):
@@ -279,6 +388,26 @@ class EpochRecorder(_Recorder):
         Also keep the full class probabilities (float16).
     random_state : int or None, default=None
         Seed of the attack's random starts.
+
+    Examples
+    --------
+    ``trainer.fit(X, y, record="epoch")`` uses this recorder; as an extra
+    callback it records a second series, here of three rows with their class
+    probabilities:
+
+    >>> import numpy as np, torch
+    >>> from advprune.training import AdversarialTrainer, EpochRecorder
+    >>> X = np.random.default_rng(0).uniform(size=(40, 2)).astype("float32")
+    >>> y = (X[:, 0] > 0.5).astype("int64")
+    >>> trainer = AdversarialTrainer(torch.nn.Linear(2, 2), eps=0.05, epochs=3,
+    ...                              batch_size=10, device="cpu", random_state=0)
+    >>> recorder = EpochRecorder([1, 2, 3], record_probas=True, random_state=0)
+    >>> _ = trainer.fit(X, y, record=None, callbacks=[recorder])
+    >>> recording = recorder.dynamics()
+    >>> recording.clean.shape, recording.adversarial_probas.shape
+    ((3, 3), (3, 3, 2))
+    >>> bool((recording.adversarial <= 1).all())
+    True
     """
 
     def __init__(self, indices, *, record_probas=False, random_state=None):
@@ -332,6 +461,20 @@ class OnlineRecorder(_Recorder):
         Rows of the training data to record.
     record_probas : bool, default=False
         Also keep the full class probabilities (float16).
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from advprune.training import AdversarialTrainer, OnlineRecorder
+    >>> X = np.random.default_rng(0).uniform(size=(40, 2)).astype("float32")
+    >>> y = (X[:, 0] > 0.5).astype("int64")
+    >>> trainer = AdversarialTrainer(torch.nn.Linear(2, 2), eps=0.05, epochs=3,
+    ...                              batch_size=10, device="cpu", random_state=0)
+    >>> recorder = OnlineRecorder(np.arange(40))
+    >>> _ = trainer.fit(X, y, record=None, callbacks=[recorder])
+    >>> recording = recorder.dynamics()
+    >>> recording.adversarial.shape, recording.clean is None
+    ((3, 40), True)
     """
 
     def on_train_begin(self, trainer, X, y):
@@ -736,6 +879,7 @@ class AdversarialTrainer:
                 f"record must be one of {_RECORD_MODES} or None; got {record!r}."
             )
         X_tensor, y_tensor = self._as_tensors(X, y)
+        self._check_augment(X_tensor[:2])
         n = len(X_tensor)
         if record_indices is None:
             record_indices = np.arange(n)
@@ -804,6 +948,19 @@ class AdversarialTrainer:
             hook.on_train_end(self)
         self.model.eval()
         return None if recorder is None else recorder.dynamics()
+
+    def _check_augment(self, X_sample):
+        """Dry-run ``augment`` on two training samples, so that an augmentation
+        that cannot work on this data fails before any training."""
+        if self.augment is None:
+            return
+        out = self.augment(X_sample.clone(), torch.Generator().manual_seed(0))
+        if not isinstance(out, torch.Tensor) or out.shape != X_sample.shape:
+            raise ValueError(
+                f"augment must return a tensor of the batch's shape "
+                f"{tuple(X_sample.shape)}; {self.augment!r} returned "
+                f"{type(out).__name__} of shape {tuple(getattr(out, 'shape', ()))}."
+            )
 
     def _run_key(self, X, y, record_indices, record, record_probas):
         """Fingerprint of a run: data, parameters and initial weights."""

@@ -5,7 +5,6 @@ CIFAR-10's binary records and pickled python batches, an ``.npz`` pool in the
 published layout, and ``.npy`` pairs.
 """
 
-import doctest
 import errno
 import io
 import os
@@ -817,8 +816,3 @@ def test_pruner_on_image_array_equals_pruner_on_eager_floats():
         batched_forward(model, X_lazy, batch_size=9),
         batched_forward(model, X_eager, batch_size=9),
     )
-
-
-def test_docstring_examples_run():
-    result = doctest.testmod(datasets, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted > 40 and result.failed == 0

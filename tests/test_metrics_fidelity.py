@@ -1,6 +1,3 @@
-import doctest
-import pathlib
-
 import numpy as np
 import pytest
 from sklearn.exceptions import NotFittedError
@@ -15,8 +12,6 @@ from advprune.metrics import (
     spearman_score,
     spearman_scorer,
 )
-
-DOCS = pathlib.Path(__file__).resolve().parents[1] / "docs"
 
 
 def test_spearman_hand_worked():
@@ -137,15 +132,3 @@ def test_report_bad_input():
         extrapolation_report(ext, E, s, prune_fraction=0.0)
     with pytest.raises(ValueError, match="cv=200 folds need at least 200"):
         extrapolation_report(ext, E, s, cv=200)
-
-
-def test_docs_page_examples_run():
-    page = DOCS / "extrapolation.rst"
-    if not page.exists():
-        pytest.skip("docs/extrapolation.rst not present")
-    result = doctest.testfile(
-        str(page),
-        module_relative=False,
-        optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE,
-    )
-    assert result.failed == 0
