@@ -28,8 +28,8 @@ another ``--out`` then, so that results of different settings never mix):
     the default small CNN, L-infinity eps 0.2 and PGD-5 training as in
     ``advprune demo``; 6 epochs per final training, 3 seeds, prune ratios 0.3,
     0.5 and 0.7. Scoring and tiers 1 to 3 (120 trainings) took 82 minutes on
-    two cores shared with other jobs (the results page gives the measured
-    times); tier 4 (90 trainings) takes about 40 to 70 minutes more there.
+    two cores shared with other jobs, tier 4 (90 trainings) 15 minutes on the
+    same two cores otherwise idle (the results page gives the measured times).
 ``full`` (GPU)
     CIFAR-10 (the official binary version, ``--cifar-dir``) plus a generated pool
     in the ``.npz`` layout of Wang et al. (2023), "Better Diffusion Models Further
@@ -37,9 +37,10 @@ another ``--out`` then, so that results of different settings never mix):
     (N, 32, 32, 3), and ``label``; converted once into memory-mapped ``.npy``
     files in ``<name>_npy/`` next to the archive), PreAct-ResNet-18 (or ``--set
     model=wrn-28-10``), eps 8/255, PGD-10 training with mixed precision, prune
-    ratios up to 0.9. ``--set n_pool=N`` draws N pool images. Final trainings use
-    no data augmentation (``AdversarialClassifier`` has none), so absolute
-    accuracies sit below the paper's.
+    ratios up to 0.9. ``--set n_pool=N`` draws N pool images. Scoring runs and
+    final trainings use random crops (4-pixel padding) and flips
+    (:class:`advprune.training.RandomCropFlip`), as the paper's CIFAR-10 runs do;
+    the 8x8 digits of ``small`` are trained without augmentation.
 
 Per seed, every importance score is computed once, since scores depend neither on
 the prune ratio nor on the selection rule:
@@ -98,7 +99,7 @@ from advprune.metrics import lowest_fraction_overlap, robust_accuracy, spearman_
 from advprune.models import PreActResNet18, WideResNet, penultimate_features
 from advprune.scores import SCORES, requires_labels, requires_probas
 from advprune.selection import coverage_centric, select_lowest
-from advprune.training import batched_forward, resolve_device
+from advprune.training import RandomCropFlip, batched_forward, resolve_device
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_OUT = ROOT / "results" / "reproduce"
@@ -158,6 +159,7 @@ class Config:
     ratios: tuple
     seeds: tuple
     model: str  # "default", "preact-resnet18" or "wrn-28-10"
+    augment: bool  # random crop (4 px) and flip in scoring and final trainings
     device: str
     amp: bool
     torch_threads: int | None
@@ -183,6 +185,7 @@ CONFIGS = {
         ratios=(0.3, 0.5, 0.7),
         seeds=(0, 1, 2),
         model="default",
+        augment=False,
         device="cpu",
         amp=False,
         torch_threads=1,
@@ -206,6 +209,7 @@ CONFIGS = {
         ratios=(0.3, 0.5, 0.7, 0.9),
         seeds=(0, 1, 2),
         model="preact-resnet18",
+        augment=True,
         device="auto",
         amp=True,
         torch_threads=None,
@@ -328,11 +332,16 @@ def _pruner(config, seed, **params):
         lr=config.scoring_lr,
         batch_size=config.batch_size,
         model=make_model(config, seed),
+        augment=_augmentation(config),
         device=config.device,
         amp=config.amp,
         random_state=seed,
         **params,
     )
+
+
+def _augmentation(config):
+    return RandomCropFlip() if config.augment else None
 
 
 def _fit_timed(pruner, X, y):
@@ -640,6 +649,7 @@ def train_and_evaluate(config, data, seed, method, rule, ratio, tier, out_dir):
         epochs=config.final_epochs,
         batch_size=config.batch_size,
         lr=config.final_lr,
+        augment=_augmentation(config),
         device=config.device,
         amp=config.amp,
         random_state=seed,

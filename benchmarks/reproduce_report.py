@@ -406,6 +406,9 @@ def config_section(name, config_dir, figure_dir, docs_dir):
     runs, scores, log = load_results(config_dir)
     if not runs:
         return None
+    # Runs written before the augment setting existed trained without it.
+    for r in runs:
+        r["environment"]["settings"].setdefault("augment", False)
     settings = runs[0]["environment"]["settings"]
     ratios = sorted({r["prune_ratio"] for r in runs if r["method"] != "none"})
     seeds = sorted({r["seed"] for r in runs})
@@ -551,6 +554,12 @@ def _setup(settings, n_real, n_pool, seeds, ratios):
             f"PGD-{settings['attack_steps']} AT, {settings['final_epochs']} epochs, "
             f"lr {settings['final_lr']}, batch {settings['batch_size']}, cosine "
             "schedule, same initialisation for every method of a seed",
+        ),
+        (
+            "augmentation (scoring and final trainings)",
+            "random crop (4-pixel padding) and horizontal flip"
+            if settings["augment"]
+            else "none",
         ),
         (
             "evaluation",
