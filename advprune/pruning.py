@@ -30,6 +30,7 @@ from sklearn.utils import check_array, check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, check_memory, validate_data
 
+from .datasets import ImageArray
 from .extrapolation import ImportanceExtrapolator
 from .models import default_model, penultimate_features
 from .scores import SCORES, requires_labels, requires_probas
@@ -518,6 +519,8 @@ default="model"
         return X
 
     def _check_finite(self, X):
+        if isinstance(X, ImageArray):
+            return  # uint8 images, scaled on read: no NaN or infinity possible
         for start in range(0, X.shape[0], self.chunk_size):
             chunk = np.asarray(X[start : start + self.chunk_size])
             if chunk.dtype.kind not in "biuf":

@@ -293,3 +293,20 @@ EXPECTED_FAILED = {
 )
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
+
+
+def test_image_array_pool_is_not_rescanned_for_nan(monkeypatch):
+    # uint8 images cannot hold NaN or infinity: the pruner's finite scan must not
+    # read (and convert to float) a whole ImageArray pool before training.
+    from advprune.datasets import ImageArray
+
+    images = np.random.default_rng(0).integers(0, 256, (40, 8, 8, 1), np.uint8)
+    X = ImageArray(images)
+
+    def no_read(self, key):
+        raise AssertionError("the finite scan read the ImageArray")
+
+    monkeypatch.setattr(ImageArray, "__getitem__", no_read)
+    pruner()._check_finite(X)
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        pruner()._check_finite(np.full((4, 1, 8, 8), np.nan, np.float32))
