@@ -779,6 +779,58 @@ def test_image_array_releases_pages_of_read_only_maps(tmp_path):
     assert grown[True] < 8
 
 
+def test_image_array_index_arrays_and_masks_of_released_maps(tmp_path):
+    # Index arrays and masks of a released memory map are read in blocks; the
+    # result must be the same as numpy's fancy indexing of the stored images.
+    images = np.random.default_rng(0).integers(0, 256, (700, 4, 4, 3), np.uint8)
+    np.save(tmp_path / "images.npy", images)
+    X = ImageArray(np.load(tmp_path / "images.npy", mmap_mode="r"))
+    expected = images.transpose(0, 3, 1, 2) / np.float32(255)
+    rows = np.random.default_rng(1).permutation(700)[:500]
+    rows[:3] = [-1, 5, 5]  # negative and repeated rows, unsorted
+    np.testing.assert_array_equal(X[rows], expected[rows])
+    np.testing.assert_array_equal(X[rows, 2], expected[rows, 2])
+    mask = np.random.default_rng(2).random(700) < 0.4
+    np.testing.assert_array_equal(X[mask], expected[mask])
+    assert X[np.array([], dtype=np.intp)].shape == (0, 3, 4, 4)
+    with pytest.raises(IndexError, match="boolean index of length 699"):
+        X[mask[:-1]]
+    with pytest.raises(IndexError):
+        X[np.array([700])]
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="reads /proc/self/status"
+)
+def test_scattered_rows_never_map_most_of_the_file(tmp_path, monkeypatch):
+    # The kernel maps whole cached folios around each fault, so 2,000 random rows
+    # of a 3 GB pool mapped 2.2 GB at once; ImageArray reads such indices in
+    # blocks and releases the pages after each. Largest mapping seen at a release:
+    n = 65536  # 192 MiB of images
+    save_npy_chunked(
+        tmp_path / "images.npy",
+        (np.full((4096, 32, 32, 3), i, np.uint8) for i in range(n // 4096)),
+        shape=(n, 32, 32, 3),
+        dtype=np.uint8,
+    )
+    X = ImageArray(np.load(tmp_path / "images.npy", mmap_mode="r"))
+    rows = np.sort(np.random.default_rng(0).choice(n, 2000, replace=False))
+    before = _rss_file_mib()
+    mapped = []
+    release = ImageArray._release
+
+    def measured_release(self):
+        mapped.append(_rss_file_mib() - before)
+        release(self)
+
+    monkeypatch.setattr(ImageArray, "_release", measured_release)
+    out = X[rows]
+    expected = (rows // 4096).astype(np.float32) / np.float32(255)
+    np.testing.assert_array_equal(out[:, 0, 0, 0], expected)
+    assert len(mapped) == 16  # ceil(2000 / 128) blocks
+    assert max(mapped) < 96
+
+
 # -- ImageArray as the estimators' X -------------------------------------------------
 
 
