@@ -14,6 +14,8 @@ import numpy as np
 from sklearn.pipeline import Pipeline as _SklearnPipeline
 from sklearn.utils.validation import check_is_fitted
 
+from ._validation import check_bounds
+
 __all__ = ["make_robust_scorer", "robust_accuracy"]
 
 _NORMS = ("linf", "l2")
@@ -204,7 +206,7 @@ def robust_accuracy(
     targets = np.array([index.get(label, -1) for label in y.tolist()], dtype=np.int64)
     eps = clf.eps if eps is None else eps
     norm = clf.norm if norm is None else norm
-    bounds = clf._check_bounds()
+    bounds = check_bounds(clf.bounds)
     generator = torch_generator(random_state)
     model, device = clf.module_.eval(), clf.device_
 

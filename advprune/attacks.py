@@ -23,6 +23,8 @@ from numbers import Integral, Real
 import torch
 import torch.nn.functional as F
 
+from ._validation import check_bounds
+
 __all__ = ["cross_entropy_loss", "cw_margin_loss", "fgsm", "pgd"]
 
 _NORMS = ("linf", "l2")
@@ -142,23 +144,6 @@ def _check_real(value, name, *, positive=False):
         bound = "> 0" if positive else ">= 0"
         raise ValueError(f"`{name}` must be a finite number {bound}, got {value}.")
     return value
-
-
-def _check_bounds(bounds):
-    if bounds is None:
-        return None
-    if (
-        not isinstance(bounds, tuple | list)
-        or len(bounds) != 2
-        or any(isinstance(b, bool) or not isinstance(b, Real) for b in bounds)
-    ):
-        raise TypeError(
-            f"`bounds` must be None or a (low, high) pair of numbers, got {bounds!r}."
-        )
-    low, high = float(bounds[0]), float(bounds[1])
-    if not low < high:
-        raise ValueError(f"`bounds` must satisfy low < high, got {bounds!r}.")
-    return low, high
 
 
 def _check_inputs(model, x, y, loss_fn):
@@ -391,7 +376,7 @@ def pgd(
         step_size = 2.5 * eps / steps
     else:
         step_size = _check_real(step_size, "step_size", positive=True)
-    bounds = _check_bounds(bounds)
+    bounds = check_bounds(bounds)
     _check_generator(generator)
     _check_inputs(model, x, y, loss_fn)
     return _attack(
@@ -486,7 +471,7 @@ def fgsm(
     eps = _check_real(eps, "eps")
     if norm not in _NORMS:
         raise ValueError(f"`norm` must be one of {_NORMS}, got {norm!r}.")
-    bounds = _check_bounds(bounds)
+    bounds = check_bounds(bounds)
     _check_generator(generator)
     _check_inputs(model, x, y, loss_fn)
     random_start = bool(random_start)

@@ -10,21 +10,24 @@ any scikit-learn classifier; accuracy under attack is
 
 from __future__ import annotations
 
-import copy
-from numbers import Integral, Real
-
 import numpy as np
 import torch
 from scipy.sparse import issparse
 from scipy.special import softmax
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .models import default_model
+from ._validation import (
+    TRAINING_CONSTRAINTS,
+    check_bounds,
+    check_channels_first,
+    check_model_output,
+    encode_labels,
+    scan_rows,
+    training_params,
+)
+from .models import build_model
 from .training import AdversarialTrainer, batched_forward, resolve_device
 
 __all__ = ["AdversarialClassifier"]
@@ -72,6 +75,8 @@ class AdversarialClassifier(ClassifierMixin, BaseEstimator):
         Peak learning rate.
     momentum : float, default=0.9
         SGD momentum.
+    nesterov : bool, default=True
+        Nesterov momentum (SGD only).
     weight_decay : float, default=5e-4
         L2 penalty on all parameters.
     schedule : {"cosine", "multistep", "constant"}, default="cosine"
@@ -139,24 +144,8 @@ class AdversarialClassifier(ClassifierMixin, BaseEstimator):
     """
 
     _parameter_constraints = {
-        "model": [torch.nn.Module, None],
-        "method": [StrOptions({"pgd", "trades", "standard"})],
-        "eps": [Interval(Real, 0, None, closed="left")],
-        "norm": [StrOptions({"linf", "l2"})],
-        "attack_steps": [Interval(Integral, 1, None, closed="left")],
-        "step_size": [Interval(Real, 0, None, closed="neither"), None],
-        "beta": [Interval(Real, 0, None, closed="left")],
-        "epochs": [Interval(Integral, 1, None, closed="left")],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "optimizer": [StrOptions({"sgd", "adam"})],
-        "lr": [Interval(Real, 0, None, closed="neither")],
-        "momentum": [Interval(Real, 0, None, closed="left")],
-        "weight_decay": [Interval(Real, 0, None, closed="left")],
-        "schedule": [StrOptions({"cosine", "multistep", "constant"})],
-        "bounds": [tuple, list, None],
-        "augment": [callable, None],
-        "device": [str, torch.device],
-        "amp": ["boolean"],
+        "model": [torch.nn.Module, str, None],
+        **TRAINING_CONSTRAINTS,
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -176,6 +165,7 @@ class AdversarialClassifier(ClassifierMixin, BaseEstimator):
         optimizer="sgd",
         lr=0.1,
         momentum=0.9,
+        nesterov=True,
         weight_decay=5e-4,
         schedule="cosine",
         bounds=(0.0, 1.0),
@@ -197,6 +187,7 @@ class AdversarialClassifier(ClassifierMixin, BaseEstimator):
         self.optimizer = optimizer
         self.lr = lr
         self.momentum = momentum
+        self.nesterov = nesterov
         self.weight_decay = weight_decay
         self.schedule = schedule
         self.bounds = bounds
@@ -205,21 +196,6 @@ class AdversarialClassifier(ClassifierMixin, BaseEstimator):
         self.amp = amp
         self.random_state = random_state
         self.verbose = verbose
-
-    def _check_bounds(self):
-        if self.bounds is None:
-            return None
-        bounds = tuple(self.bounds)
-        if (
-            len(bounds) != 2
-            or not all(isinstance(b, Real) and np.isfinite(b) for b in bounds)
-            or not bounds[0] < bounds[1]
-        ):
-            raise ValueError(
-                f"bounds must be None or a pair (low, high) of finite numbers with "
-                f"low < high; got {self.bounds!r}."
-            )
-        return tuple(float(b) for b in bounds)
 
     def _validate_X(self, X, y=None, *, reset):
         """Validate ``X``, and ``y`` when ``reset`` (fitting), as scikit-learn
@@ -235,6 +211,8 @@ class AdversarialClassifier(ClassifierMixin, BaseEstimator):
         if not (isinstance(X, np.ndarray) or issparse(X) or hasattr(X, "columns")):
             X = np.asarray(X)
         sample_shape = tuple(X.shape[1:])
+        if reset:
+            check_channels_first(X)
         if len(sample_shape) > 1:
             if not reset and sample_shape != self.sample_shape_:
                 raise ValueError(
@@ -279,54 +257,27 @@ class AdversarialClassifier(ClassifierMixin, BaseEstimator):
             The fitted classifier.
         """
         self._validate_params()
-        bounds = self._check_bounds()
+        bounds = check_bounds(self.bounds)
+        device = resolve_device(self.device)
         X, y = self._validate_X(X, y, reset=True)
-        check_classification_targets(y)
-        encoder = LabelEncoder().fit(y)
-        if len(encoder.classes_) < 2:
-            raise ValueError(
-                "y must hold at least two classes to train a classifier; got one "
-                f"class: {encoder.classes_[0]!r}."
-            )
-        y_encoded = encoder.transform(y).astype(np.int64)
+        scan_rows(X, bounds=bounds, chunk_size=len(X))
+        y_encoded, self.classes_ = encode_labels(y, len(X))
 
         rng = check_random_state(self.random_state)
         init_seed, train_seed = (int(s) for s in rng.randint(2**31 - 1, size=2))
-        # Seed the initialisation without disturbing the caller's global RNG.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(init_seed)
-            if self.model is None:
-                module = default_model(X.shape[1:], len(encoder.classes_))
-            else:
-                module = copy.deepcopy(self.model)
-
-        device = resolve_device(self.device)
+        module = build_model(
+            self.model, X.shape[1:], len(self.classes_), random_state=init_seed
+        )
+        check_model_output(module, X[:2], len(self.classes_))
         trainer = AdversarialTrainer(
             module,
-            method=self.method,
-            eps=self.eps,
-            norm=self.norm,
-            attack_steps=self.attack_steps,
-            step_size=self.step_size,
-            beta=self.beta,
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            optimizer=self.optimizer,
-            lr=self.lr,
-            momentum=self.momentum,
-            weight_decay=self.weight_decay,
-            schedule=self.schedule,
-            device=device,
-            amp=self.amp,
-            bounds=bounds,
-            augment=self.augment,
+            **{**training_params(self), "device": device, "bounds": bounds},
             random_state=train_seed,
             verbose=self.verbose,
         )
         trainer.fit(X, y_encoded, record=None)
         self.module_ = trainer.model.eval()
         self.history_ = trainer.history_
-        self.classes_ = encoder.classes_
         self.sample_shape_ = tuple(X.shape[1:])
         self.device_ = device
         return self

@@ -1,14 +1,18 @@
 """The ``advprune`` command: the demo, and the method step by step on files.
 
 ``advprune demo`` runs :func:`advprune.demo.run_demo` on the embedded digits.
-For real data the method is split into three steps that exchange ``.npy``
-files, so that the expensive one (the scoring training run) runs once and the
-cheap ones (extrapolation, selection) can be repeated with other settings::
+For real data the method is split into steps that exchange ``.npy`` files, so
+that the expensive one (the scoring training run) runs once and the cheap ones
+(extrapolation, selection) can be repeated with other settings::
 
-    advprune score X.npy y.npy --out-dir run/          # scores a subset, embeds all
-    advprune extrapolate run/embeddings.npy run/scores.npy \\
-        run/scored_indices.npy -o run/all_scores.npy
+    advprune score X.npy y.npy --out-dir run/    # score a subset, extrapolate, embed
     advprune prune run/all_scores.npy -o run/kept.npy --prune-ratio 0.5
+    advprune extrapolate run/embeddings.npy run/scores.npy \\
+        run/scored_indices.npy -o run/knn32.npy --n-neighbors 32   # optional
+
+Each command composes the same public stages as
+:class:`advprune.AdversarialPruner` (``score`` runs the pruner itself), so the
+same settings and seed give the same scores on the command line and in Python.
 
 Inputs are ``.npy`` files, memory-mapped, or ``.npz`` archives read by key;
 ``uint8`` images are scaled to [0, 1] (and moved to channels-first) batch by
@@ -219,26 +223,14 @@ def _cmd_score(args):
         raise _UsageError(f"--out-dir {str(out_dir)!r} is not a directory")
 
     from .pruning import AdversarialPruner
-    from .selection import stratified_subset
 
     verbose = not args.quiet
-    n = X.shape[0]
-    size = (
-        args.subset_size
-        if isinstance(args.subset_size, int)
-        else round(args.subset_size * n)
-    )
-    try:
-        subset = stratified_subset(y, size, random_state=args.random_state)
-    except ValueError as exc:
-        raise _UsageError(f"--subset-size: {exc}") from exc
-    # Extrapolation is the separate `extrapolate` step: the pruner scores the
-    # subset whole, and its fitted embedding (the scoring model's penultimate
-    # features) is written for every row.
+    # The pruner's own fit, so that the scores are those of the Python API for
+    # the same settings and seed; the ratio only matters to `advprune prune`.
     pruner = AdversarialPruner(
         prune_ratio=0.0,
-        score=args.score,
-        subset_size=1.0,
+        importance=args.importance,
+        subset_size=args.subset_size,
         epochs=args.epochs,
         eps=args.eps,
         norm=args.norm,
@@ -248,24 +240,26 @@ def _cmd_score(args):
         device=args.device,
         random_state=args.random_state,
         verbose=verbose,
-    )
-    pruner.fit(X[subset], y[subset])
+    ).fit(X, y)
+    subset = pruner.subset_indices_
     out_dir.mkdir(parents=True, exist_ok=True)
     with replacing(out_dir / "embeddings.npy") as temporary:
         dim = pruner.embed(X[:1]).shape[1]
         embeddings = np.lib.format.open_memmap(
-            temporary, mode="w+", dtype=np.float32, shape=(n, dim)
+            temporary, mode="w+", dtype=np.float32, shape=(X.shape[0], dim)
         )
         pruner.embed(X, out=embeddings)
         embeddings.flush()
         del embeddings
-    _save_npy(out_dir / "scores.npy", pruner.scores_)
+    _save_npy(out_dir / "scores.npy", pruner.scores_[subset])
     _save_npy(out_dir / "scored_indices.npy", subset.astype(np.int64))
+    _save_npy(out_dir / "all_scores.npy", pruner.scores_)
     if verbose:
         print(
-            f"scored {len(subset)} of {n} samples directly in "
-            f"{pruner.timings_['scoring']:.1f} s; wrote scores.npy, "
-            f"scored_indices.npy and embeddings.npy to {out_dir}"
+            f"scored {len(subset)} of {X.shape[0]} samples directly in "
+            f"{pruner.timings_['scoring']:.1f} s and extrapolated the rest; wrote "
+            f"scores.npy, scored_indices.npy, all_scores.npy and embeddings.npy "
+            f"to {out_dir}"
         )
 
 
@@ -299,34 +293,27 @@ def _cmd_extrapolate(args):
             f"samples ({len(indices)})"
         )
 
-    from tqdm.auto import tqdm
+    from .extrapolation import ImportanceExtrapolator, extrapolate
 
-    from .extrapolation import ImportanceExtrapolator
-
-    extrapolator = ImportanceExtrapolator(
-        n_neighbors=args.n_neighbors, algorithm=args.algorithm
-    ).fit(np.asarray(E[np.sort(indices)]), scores[np.argsort(indices)])
-    unscored = np.ones(n, dtype=bool)
-    unscored[indices] = False
-    rows = np.flatnonzero(unscored)
     with replacing(output) as temporary:
         all_scores = np.lib.format.open_memmap(
             temporary, mode="w+", dtype=np.float64, shape=(n,)
         )
-        all_scores[indices] = scores
-        for start in tqdm(
-            range(0, len(rows), _CHUNK_ROWS),
-            desc="extrapolating",
-            unit="chunk",
-            disable=args.quiet,
-        ):
-            chunk = rows[start : start + _CHUNK_ROWS]
-            all_scores[chunk] = extrapolator.predict(np.asarray(E[chunk]))
+        extrapolate(
+            E,
+            indices,
+            scores,
+            extrapolator=ImportanceExtrapolator(
+                n_neighbors=args.n_neighbors, algorithm=args.algorithm
+            ),
+            chunk_size=_CHUNK_ROWS,
+            out=all_scores,
+        )
         all_scores.flush()
         del all_scores
     if not args.quiet:
         print(
-            f"extrapolated {len(rows)} scores from {len(indices)} scored "
+            f"extrapolated {n - len(indices)} scores from {len(indices)} scored "
             f"samples; wrote {output}"
         )
 
@@ -342,20 +329,16 @@ def _cmd_prune(args):
     if args.labels is not None:
         y = _load_labels(args.labels, key=args.y_key, n_rows=len(scores))
 
-    from .selection import coverage_centric, select_lowest
+    from .selection import select
 
-    if args.selection == "stratified":
-        keep = coverage_centric(
-            scores,
-            args.prune_ratio,
-            y=y,
-            class_balanced=args.class_balanced,
-            random_state=args.random_state,
-        )
-    else:
-        keep = select_lowest(
-            scores, args.prune_ratio, y=y, class_balanced=args.class_balanced
-        )
+    keep = select(
+        scores,
+        args.prune_ratio,
+        rule=args.selection,
+        y=y,
+        class_balanced=args.class_balanced,
+        random_state=args.random_state,
+    )
     kept = np.flatnonzero(keep).astype(np.int64)
     _save_npy(output, kept)
     if not args.quiet:
@@ -425,14 +408,17 @@ def _build_parser():
 
     score = commands.add_parser(
         "score",
-        help="score a random subset directly and embed every sample",
+        help="score a random subset, extrapolate to every sample, embed every sample",
         description=(
             "Adversarially train on a class-stratified random subset of X, "
             "score its samples from the recorded training dynamics (higher = "
-            "more important = kept) and embed ALL samples with the trained "
-            "model's penultimate features. Writes OUT_DIR/scores.npy (direct "
-            "scores of the subset), OUT_DIR/scored_indices.npy (their rows) and "
-            "OUT_DIR/embeddings.npy, the inputs of `advprune extrapolate`."
+            "more important = kept), extrapolate the scores to every other "
+            "sample, and embed ALL samples with the trained model's penultimate "
+            "features, as AdversarialPruner does. Writes OUT_DIR/all_scores.npy "
+            "(one score per row of X, the input of `advprune prune`), "
+            "OUT_DIR/scores.npy (direct scores of the subset), "
+            "OUT_DIR/scored_indices.npy (their rows) and OUT_DIR/embeddings.npy "
+            "(the inputs of `advprune extrapolate`)."
         ),
     )
     score.add_argument(
@@ -466,7 +452,7 @@ def _build_parser():
         ),
     )
     score.add_argument(
-        "--score",
+        "--importance",
         choices=sorted(SCORES),
         default="dynamic_uncertainty",
         help="importance score (default: %(default)s)",

@@ -194,7 +194,7 @@ def run_demo(
         "scoring_epochs": scoring_epochs,
         "window": window,
         "eval_steps": eval_steps,
-        "score": "dynamic_uncertainty",
+        "importance": "dynamic_uncertainty",
         # JSON holds integers and None; a RandomState is recorded by name.
         "random_state": (
             int(random_state)
@@ -243,11 +243,11 @@ def _run(settings, random_state, output_dir, say, verbose):
 
     pruner = AdversarialPruner(
         prune_ratio=settings["prune_ratio"],
-        score=settings["score"],
+        importance=settings["importance"],
         subset_size=settings["subset_size"],
         signal="adversarial",
         record="epoch",
-        score_params={"window": settings["window"]},
+        importance_params={"window": settings["window"]},
         epochs=settings["scoring_epochs"],
         eps=eps,
         attack_steps=attack_steps,

@@ -1,8 +1,8 @@
 """Extrapolate importance scores from a directly scored subset to a whole pool.
 
-Step 5 of the method (see ``DESIGN.md``): a small random subset of the pool is scored
-by a real (adversarial) training run; every other sample gets the mean score of its
-``k = 12`` nearest scored neighbours in embedding space. :class:`ImportanceExtrapolator`
+Stage 5 of the method: a small random subset of the pool is scored by a real
+(adversarial) training run; every other sample gets the mean score of its ``k = 12``
+nearest scored neighbours in embedding space. :class:`ImportanceExtrapolator`
 is that regressor, built for pools of millions of samples: the exact search runs
 through FAISS's blocked matrix-product search with a fused top-k selection, queries are
 read chunk by chunk (memory-mapped arrays included), and an HNSW graph index offers an
@@ -14,20 +14,21 @@ search can be used on embeddings from any model.
 
 # SPDX-License-Identifier: BSD-3-Clause
 
+import warnings
 from contextlib import contextmanager
 from numbers import Integral
 
 import faiss
 import numpy as np
 from joblib import Parallel, delayed, effective_n_jobs
-from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
+from sklearn.base import BaseEstimator, RegressorMixin, _fit_context, clone
 from sklearn.utils import assert_all_finite
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._mmap import release_pages
 
-__all__ = ["ImportanceExtrapolator"]
+__all__ = ["ImportanceExtrapolator", "check_extrapolator", "extrapolate"]
 
 # HNSW build settings. The graph degree and the construction beam are fixed because
 # they trade build time against recall, and ``ef_search`` already exposes that trade
@@ -623,6 +624,141 @@ class ImportanceExtrapolator(RegressorMixin, BaseEstimator):
         if isinstance(state.get("_index"), np.ndarray):
             state = dict(state, _index=faiss.deserialize_index(state["_index"]))
         super().__setstate__(state)
+
+
+def check_extrapolator(extrapolator):
+    """A clone of ``extrapolator`` (``None``: ``ImportanceExtrapolator()``) whose
+    parameters are validated, so that a bad one fails before any scoring run.
+
+    Examples
+    --------
+    >>> from advprune.extrapolation import check_extrapolator
+    >>> check_extrapolator(None)
+    ImportanceExtrapolator()
+    >>> check_extrapolator(ImportanceExtrapolator(weights="nearest"))
+    Traceback (most recent call last):
+    ...
+    sklearn.utils._param_validation.InvalidParameterError: The 'weights' parameter ...
+    """
+    extrapolator = clone(
+        ImportanceExtrapolator() if extrapolator is None else extrapolator
+    )
+    if hasattr(extrapolator, "_validate_params"):
+        extrapolator._validate_params()
+    return extrapolator
+
+
+def extrapolate(
+    E,
+    scored_indices,
+    scores,
+    *,
+    extrapolator=None,
+    chunk_size=65536,
+    n_jobs=None,
+    out=None,
+    return_extrapolator=False,
+):
+    """Scores of every sample: direct where scored, predicted from ``E`` elsewhere.
+
+    Stage 5 of the method on plain arrays: fit a regressor from the embedding
+    of the scored samples to their scores, and predict the score of every other
+    sample, ``chunk_size`` rows at a time.
+
+    Parameters
+    ----------
+    E : array-like of shape (n_samples, d)
+        Embedding of every sample, read chunk by chunk: a ``np.memmap`` or an
+        :class:`advprune.embedding.EmbeddedRows` never has to fit in memory.
+    scored_indices : array-like of shape (n_scored,)
+        Rows of ``E`` scored directly, distinct.
+    scores : array-like of shape (n_scored,)
+        Their scores; higher = more important = kept.
+    extrapolator : regressor or None, default=None
+        Any scikit-learn regressor, cloned; ``None`` is
+        :class:`ImportanceExtrapolator` with 12 neighbours. When it asks for
+        more neighbours (``n_neighbors``) than there are scored samples, it
+        uses them all, with a warning.
+    chunk_size : int, default=65536
+        Rows predicted per task.
+    n_jobs : int or None, default=None
+        Parallel tasks over chunks, through joblib (``None``: 1, or the
+        backend of an enclosing ``joblib.parallel_config``).
+    out : ndarray of shape (n_samples,) or None, default=None
+        Where to write the scores (e.g. a writable memmap); allocated when None.
+    return_extrapolator : bool, default=False
+        Also return the fitted regressor.
+
+    Returns
+    -------
+    all_scores : ndarray of shape (n_samples,)
+        ``scores`` at ``scored_indices``, predictions elsewhere.
+    extrapolator : regressor
+        The fitted clone; only with ``return_extrapolator=True``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from advprune.extrapolation import extrapolate
+    >>> E = np.arange(10.0).reshape(10, 1)
+    >>> s = extrapolate(E, [0, 9], [0.0, 9.0],
+    ...                 extrapolator=ImportanceExtrapolator(n_neighbors=1))
+    >>> s.tolist()
+    [0.0, 0.0, 0.0, 0.0, 0.0, 9.0, 9.0, 9.0, 9.0, 9.0]
+    """
+    n = E.shape[0]
+    scored_indices = np.asarray(scored_indices)
+    scores = np.asarray(scores, dtype=np.float64)
+    if scored_indices.ndim != 1 or scored_indices.dtype.kind not in "iu":
+        raise ValueError("scored_indices must be a 1-D array of row numbers.")
+    if scores.shape != scored_indices.shape:
+        raise ValueError(
+            f"scores must have one value per scored index, shape "
+            f"{scored_indices.shape}; got {scores.shape}."
+        )
+    if len(np.unique(scored_indices)) != len(scored_indices) or not (
+        scored_indices.size and 0 <= scored_indices.min() <= scored_indices.max() < n
+    ):
+        raise ValueError(f"scored_indices must be distinct rows in [0, {n}).")
+    out = _check_out(out, n)
+    order = np.argsort(scored_indices, kind="stable")
+    scored_indices, scores = scored_indices[order], scores[order]
+    extrapolator = _fewer_neighbors_if_needed(
+        check_extrapolator(extrapolator), len(scores)
+    )
+    extrapolator.fit(np.asarray(E[scored_indices]), scores)
+
+    rest = np.setdiff1d(np.arange(n), scored_indices, assume_unique=True)
+    chunks = [
+        rest[start : start + chunk_size] for start in range(0, len(rest), chunk_size)
+    ]
+    # Dispatch no further ahead than the workers: every chunk read ahead is a
+    # chunk_size block of E held in memory.
+    predictions = Parallel(n_jobs=n_jobs, return_as="generator", pre_dispatch="n_jobs")(
+        delayed(_predict_rows)(extrapolator, E, chunk) for chunk in chunks
+    )
+    for chunk, predicted in zip(chunks, predictions, strict=True):
+        out[chunk] = predicted
+    out[scored_indices] = scores
+    return (out, extrapolator) if return_extrapolator else out
+
+
+def _predict_rows(extrapolator, E, rows):
+    return extrapolator.predict(np.asarray(E[rows]))
+
+
+def _fewer_neighbors_if_needed(extrapolator, n_scored):
+    """Small data degrades gracefully: a neighbour regressor asked for more
+    neighbours than there are scored samples averages over all of them."""
+    n_neighbors = extrapolator.get_params().get("n_neighbors")
+    if isinstance(n_neighbors, Integral) and n_neighbors > n_scored:
+        warnings.warn(
+            f"{n_scored} scored samples are fewer than n_neighbors={n_neighbors}; "
+            f"extrapolating from all {n_scored} of them.",
+            stacklevel=3,
+        )
+        extrapolator.set_params(n_neighbors=n_scored)
+    return extrapolator
 
 
 def _quantile_map_tables(reference_predictions, scores):

@@ -14,9 +14,11 @@ eval mode; attacks run the model in the mode the caller leaves it in, and in tra
 mode every attack step updates the running statistics.
 """
 
+import copy
 import math
 from numbers import Integral
 
+import joblib
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -26,6 +28,7 @@ __all__ = [
     "PreActResNet18",
     "SmallCNN",
     "WideResNet",
+    "build_model",
     "default_model",
     "penultimate_features",
 ]
@@ -501,6 +504,85 @@ def default_model(sample_shape, n_classes):
         return PreActResNet18(n_classes=n_classes, in_channels=3)
     channels, height, width = shape
     return SmallCNN(channels, n_classes, (height, width))
+
+
+MODEL_NAMES = ("small-cnn", "mlp", "preact-resnet18", "wrn-28-10")
+"""tuple of str: Architectures :func:`build_model` builds by name."""
+
+
+def build_model(model, sample_shape, n_classes, *, random_state=None):
+    """A freshly initialised network, seeded without touching torch's global RNG.
+
+    The one place where the estimators, the command line and the benchmarks
+    turn a model choice into a network.
+
+    Parameters
+    ----------
+    model : None, str or torch.nn.Module
+        ``None``: :func:`default_model` for the sample shape. A name of
+        :data:`MODEL_NAMES`: ``"small-cnn"`` (:class:`SmallCNN`), ``"mlp"``
+        (:class:`MLP` on the flattened sample), ``"preact-resnet18"``
+        (:class:`PreActResNet18`) or ``"wrn-28-10"`` (:class:`WideResNet`). A
+        module: a deep copy of it, with its current weights (the template is
+        never modified).
+    sample_shape : tuple of int
+        Shape of one sample, ``(d,)`` or ``(channels, height, width)``.
+    n_classes : int
+        Number of classes, ``>= 2``.
+    random_state : int or None, default=None
+        Seed of the initialisation; ``None`` draws from torch's global RNG.
+
+    Returns
+    -------
+    torch.nn.Module
+
+    Examples
+    --------
+    >>> from advprune.models import build_model
+    >>> a = build_model("small-cnn", (1, 8, 8), 10, random_state=0)
+    >>> b = build_model(None, (1, 8, 8), 10, random_state=0)
+    >>> type(a).__name__, bool((a.head.weight == b.head.weight).all())
+    ('SmallCNN', True)
+    """
+    if model is not None and not isinstance(model, str | nn.Module):
+        raise TypeError(
+            f"model must be None, one of {MODEL_NAMES} or a torch.nn.Module; got "
+            f"{type(model).__name__}."
+        )
+    if isinstance(model, str) and model not in MODEL_NAMES:
+        raise ValueError(f"model must be one of {MODEL_NAMES}; got {model!r}.")
+    with torch.random.fork_rng(devices=[]):
+        if random_state is not None:
+            torch.manual_seed(random_state)
+        if isinstance(model, nn.Module):
+            return copy.deepcopy(model)
+        if model is None:
+            return default_model(sample_shape, n_classes)
+        shape = tuple(sample_shape)
+        if model == "mlp":
+            return MLP(math.prod(shape), n_classes)
+        if len(shape) != 3:
+            raise ValueError(
+                f"model={model!r} takes images (channels, height, width); samples "
+                f"have shape {shape}."
+            )
+        if model == "small-cnn":
+            return SmallCNN(shape[0], n_classes, shape[1:])
+        if model == "preact-resnet18":
+            return PreActResNet18(n_classes=n_classes, in_channels=shape[0])
+        return WideResNet(
+            depth=28, widen_factor=10, n_classes=n_classes, in_channels=shape[0]
+        )
+
+
+def _fingerprint(model):
+    """A stable hash of a module's architecture and weights.
+
+    ``joblib.hash`` cannot key on the module itself: pickled tensors hash
+    differently on every call, even with equal values.
+    """
+    weights = [t.detach().cpu().numpy() for t in model.state_dict().values()]
+    return joblib.hash([repr(model), weights])
 
 
 def penultimate_features(model, x):

@@ -31,7 +31,9 @@ before anything is computed.
 
 :data:`SCORES` maps the names accepted by the pruner to these functions, and
 :func:`requires_probas` / :func:`requires_labels` say which inputs a named
-score takes.
+score takes. :func:`compute_score` is the one dispatch from a name (or a
+callable) and a recording of training dynamics to the scores, used by the
+pruner, the command line and the benchmarks alike.
 """
 
 import numbers
@@ -41,6 +43,7 @@ import numpy as np
 __all__ = [
     "SCORES",
     "aum",
+    "compute_score",
     "dynamic_uncertainty",
     "el2n",
     "forgetting_events",
@@ -718,6 +721,84 @@ def requires_labels(name):
     False
     """
     return _check_name(name) in _LABEL_SCORES
+
+
+def compute_score(importance, dynamics, y=None, *, signal="adversarial", **params):
+    """Importance scores of the recorded samples, from their training dynamics.
+
+    Stage 3 of the method: one dispatch from a score's name, or a callable, to
+    its function, feeding it the series it needs from a recording.
+
+    Parameters
+    ----------
+    importance : str or callable
+        A name of :data:`SCORES`, or ``f(P) -> scores`` taking the
+        (n_epochs, n_samples) true-class probabilities and returning one score
+        per sample, higher = more important.
+    dynamics : advprune.training.Dynamics
+        The recording (anything with the attributes ``adversarial``,
+        ``clean``, ``adversarial_probas`` and ``clean_probas``): true-class
+        probabilities of shape (n_epochs, n_samples) and, for the scores of
+        :func:`requires_probas`, class probabilities of shape (n_epochs,
+        n_samples, n_classes).
+    y : array-like of shape (n_samples,), default=None
+        Integer class labels in ``[0, n_classes)``, for the scores of
+        :func:`requires_labels`.
+    signal : {"adversarial", "clean"}, default="adversarial"
+        Which recorded series the score is computed from.
+    **params
+        Keyword arguments of the named score, e.g. ``window=5``.
+
+    Returns
+    -------
+    scores : ndarray of shape (n_samples,), dtype=float64
+        Finite scores; higher = more important = kept.
+
+    Raises
+    ------
+    ValueError
+        If the recording lacks the series the score needs, or a callable
+        returns anything but one finite value per sample.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from types import SimpleNamespace
+    >>> from advprune.scores import compute_score
+    >>> P = np.array([[0.1, 0.9], [0.9, 0.9], [0.1, 0.9], [0.9, 0.9]])
+    >>> recording = SimpleNamespace(adversarial=P, clean=None,
+    ...                             adversarial_probas=None, clean_probas=None)
+    >>> print(np.round(compute_score("dynamic_uncertainty", recording, window=2), 4))
+    [0.5657 0.    ]
+    >>> compute_score(lambda P: P.mean(axis=0), recording).tolist()
+    [0.5, 0.9]
+    """
+    if signal not in ("adversarial", "clean"):
+        raise ValueError(f"signal must be 'adversarial' or 'clean'; got {signal!r}.")
+    name = "the callable" if callable(importance) else _check_name(importance)
+    probas_needed = not callable(importance) and requires_probas(importance)
+    series = getattr(dynamics, f"{signal}_probas" if probas_needed else signal)
+    if series is None:
+        kind = "class probabilities" if probas_needed else "series"
+        raise ValueError(
+            f"score {name!r} needs the {signal} {kind}, which this recording "
+            f"lacks (record='epoch' records the clean series; record_probas=True "
+            f"the class probabilities)."
+        )
+    if callable(importance):
+        scores = importance(series)
+    elif requires_labels(importance):
+        scores = SCORES[importance](series, y, **params)
+    else:
+        scores = SCORES[importance](series, **params)
+    scores = np.asarray(scores, dtype=np.float64)
+    n_samples = np.shape(series)[1]
+    if scores.shape != (n_samples,) or not np.isfinite(scores).all():
+        raise ValueError(
+            f"score must return one finite value per recorded sample, shape "
+            f"({n_samples},); got shape {scores.shape}."
+        )
+    return scores
 
 
 def _check_name(name):

@@ -27,7 +27,17 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 
-__all__ = ["coverage_centric", "n_pruned", "select_lowest", "stratified_subset"]
+__all__ = [
+    "RULES",
+    "coverage_centric",
+    "n_pruned",
+    "select",
+    "select_lowest",
+    "stratified_subset",
+]
+
+RULES = ("lowest", "stratified")
+"""tuple of str: The selection rules :func:`select` applies by name."""
 
 
 def stratified_subset(y, size, *, random_state=None):
@@ -412,6 +422,67 @@ def _coverage_centric_group(scores, prune_ratio, hard_cutoff, n_bins, rng):
     return candidates[chosen]
 
 
+def select(
+    scores,
+    prune_ratio,
+    *,
+    rule="lowest",
+    y=None,
+    class_balanced=False,
+    random_state=None,
+):
+    """Keep-mask of a selection rule named by ``rule``: the pruning stage.
+
+    The one dispatch from a rule's name to its function, used by
+    :class:`advprune.AdversarialPruner`, ``advprune prune`` and the benchmarks.
+    Higher score = more important = kept.
+
+    Parameters
+    ----------
+    scores : array-like of shape (n_samples,)
+        Finite importance scores; higher = more important = kept.
+    prune_ratio : float
+        Fraction of samples REMOVED, in ``[0, 1)``.
+    rule : {"lowest", "stratified"}, default="lowest"
+        ``"lowest"``: :func:`select_lowest`, remove the lowest scores (the
+        paper's rule). ``"stratified"``: :func:`coverage_centric`, drop the
+        highest-scored few percent, then keep samples spread evenly across
+        the score range.
+    y : array-like of shape (n_samples,), default=None
+        Class labels; required with ``class_balanced=True``.
+    class_balanced : bool, default=False
+        Apply the rule within each class.
+    random_state : int, RandomState or None, default=None
+        Seeds the draws of ``"stratified"``; ``"lowest"`` draws nothing.
+
+    Returns
+    -------
+    keep : ndarray of shape (n_samples,), dtype=bool
+        True for kept samples; exactly ``n - floor(prune_ratio * n)`` of them
+        (class-balanced: within each class).
+
+    Examples
+    --------
+    >>> from advprune.selection import select
+    >>> select([0.9, 0.1, 0.5, 0.3], 0.5)
+    array([ True, False,  True, False])
+    >>> select([0.9, 0.1, 0.5, 0.3], 0.5, y=["a", "a", "b", "b"],
+    ...        class_balanced=True)
+    array([ True, False,  True, False])
+    """
+    if rule == "stratified":
+        return coverage_centric(
+            scores,
+            prune_ratio,
+            y=y,
+            class_balanced=class_balanced,
+            random_state=random_state,
+        )
+    if rule != "lowest":
+        raise ValueError(f"rule must be one of {RULES}; got {rule!r}.")
+    return select_lowest(scores, prune_ratio, y=y, class_balanced=class_balanced)
+
+
 def _check_scores(scores):
     """Validate scores as a finite real 1-D array without copying it."""
     scores = np.asarray(scores)
@@ -458,10 +529,12 @@ def _groups(y, class_balanced, n_samples):
 
 
 def _check_labels(y, n_samples):
-    """Validate class labels: 1-D, integral, one per score."""
+    """Validate class labels: 1-D, one per score, integers or strings."""
     y = np.asarray(y)
-    if y.dtype.kind not in "biuf":
-        raise TypeError(f"y must hold integer class labels, got dtype {y.dtype}.")
+    if y.dtype.kind not in "biufSU":
+        raise TypeError(
+            f"y must hold integer or string class labels, got dtype {y.dtype}."
+        )
     if y.ndim != 1 or y.shape[0] != n_samples:
         raise ValueError(
             f"y must be a 1-D array with one label per score ({n_samples}), got "

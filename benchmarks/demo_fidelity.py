@@ -33,8 +33,8 @@ def main():
     data = load_digits_pool(2000, random_state=data_seed)
     X, y = data.X_pool, data.y_pool
     settings = dict(
-        score="dynamic_uncertainty",
-        score_params={"window": 10},
+        importance="dynamic_uncertainty",
+        importance_params={"window": 10},
         epochs=15,
         eps=0.2,
         attack_steps=5,

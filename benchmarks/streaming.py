@@ -191,7 +191,7 @@ def main():
     rss_before_fit_mib = read_status(("VmRSS",)).get("VmRSS", 0) / 1024
     pruner = AdversarialPruner(
         prune_ratio=0.5,
-        score="mean_loss",
+        importance="mean_loss",
         subset_size=args.subset_size,
         epochs=1,
         attack_steps=args.attack_steps,

@@ -154,7 +154,7 @@ def test_pruner_passes_augment_to_its_scoring_run():
 
     AdversarialPruner(
         prune_ratio=0.5,
-        score="mean_loss",
+        importance="mean_loss",
         subset_size=0.5,
         epochs=2,
         attack_steps=1,

@@ -8,7 +8,7 @@ import torch
 from sklearn.datasets import load_digits
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-import advprune.training
+import advprune.training._loop
 from advprune import AdversarialClassifier
 from advprune.models import MLP, SmallCNN
 
@@ -123,7 +123,7 @@ def test_attack_parameters_reach_the_training_attack(monkeypatch, bounds):
         calls.append({"eps": eps, **kwargs})
         return x.detach().clone()
 
-    monkeypatch.setattr(advprune.training, "pgd", recording_pgd)
+    monkeypatch.setattr(advprune.training._loop, "pgd", recording_pgd)
     X, y = _blobs()
     AdversarialClassifier(
         eps=0.3,
@@ -155,10 +155,12 @@ def test_invalid_parameters_and_data():
     with pytest.raises(ValueError, match="epochs"):
         AdversarialClassifier(epochs=0).fit(X, y)
     with pytest.raises(ValueError, match="model"):
-        AdversarialClassifier(model="mlp").fit(X, y)
-    for bounds in [(1.0, 0.0), (0.0,), (0.0, np.inf)]:
+        AdversarialClassifier(model="resnet").fit(X, y)
+    for bounds in [(1.0, 0.0), (0.0, np.inf)]:
         with pytest.raises(ValueError, match="bounds"):
             AdversarialClassifier(bounds=bounds).fit(X, y)
+    with pytest.raises(TypeError, match="bounds"):
+        AdversarialClassifier(bounds=(0.0,)).fit(X, y)
     with pytest.raises(ValueError, match="one class"):
         AdversarialClassifier().fit(X, np.zeros(len(X), int))
     with pytest.raises(ValueError, match="NaN"):

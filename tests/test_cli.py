@@ -51,7 +51,7 @@ def flat(tmp_path_factory):
     np.save(root / "y.npy", y)
     result = run_cli(
         "score", "X.npy", "y.npy", "--out-dir", "run", "--subset-size", "0.5",
-        "--score", "frequency", "--epochs", "3", "--attack-steps", "1",
+        "--importance", "frequency", "--epochs", "3", "--attack-steps", "1",
         "--eps", "0.05", "--batch-size", "32", "--device", "cpu", "--quiet",
         cwd=root,
     )  # fmt: skip
@@ -80,10 +80,40 @@ def test_score_writes_subset_scores_and_embeddings_of_all_rows(flat):
     assert len(np.unique(embeddings, axis=0)) == len(X)
     # No temporary files are left behind.
     assert sorted(p.name for p in (root / "run").iterdir()) == [
+        "all_scores.npy",
         "embeddings.npy",
         "scored_indices.npy",
         "scores.npy",
     ]
+
+
+def test_cli_scores_are_the_python_apis(flat):
+    """Same settings and seed: `score`, `extrapolate` and `prune` give exactly
+    the scores and kept rows of AdversarialPruner."""
+    from advprune import AdversarialPruner
+
+    root, X, y = flat
+    run = root / "run"
+    pruner = AdversarialPruner(
+        prune_ratio=0.5, importance="frequency", subset_size=0.5, epochs=3,
+        attack_steps=1, eps=0.05, batch_size=32, device="cpu", random_state=0,
+    ).fit(X, y)  # fmt: skip
+    np.testing.assert_array_equal(load(run / "all_scores.npy"), pruner.scores_)
+    np.testing.assert_array_equal(
+        load(run / "scored_indices.npy"), pruner.subset_indices_
+    )
+    result = run_cli(
+        "extrapolate", run / "embeddings.npy", run / "scores.npy",
+        run / "scored_indices.npy", "-o", run / "again.npy", cwd=root,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    np.testing.assert_array_equal(load(run / "again.npy"), pruner.scores_)
+    result = run_cli(
+        "prune", run / "all_scores.npy", "-o", run / "half.npy", "--prune-ratio",
+        "0.5", cwd=root,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    np.testing.assert_array_equal(load(run / "half.npy"), pruner.sample_indices_)
 
 
 def test_extrapolate_then_prune_matches_the_library(flat):
@@ -156,7 +186,7 @@ def test_score_reads_a_uint8_channels_last_pool_from_npz(tmp_path, monkeypatch):
     labels = np.repeat(np.arange(4, dtype=np.uint8), 10)
     np.savez("pool.npz", image=images, label=labels)
     argv = ["score", "pool.npz", "--out-dir", "out", "--subset-size", "20"]
-    argv += ["--score", "frequency", "--epochs", "2", "--attack-steps", "1"]
+    argv += ["--importance", "frequency", "--epochs", "2", "--attack-steps", "1"]
     assert main([*argv, "--device", "cpu", "--quiet"]) == 0
     assert load("out/scores.npy").shape == (20,)
     embeddings = load("out/embeddings.npy")

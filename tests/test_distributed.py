@@ -24,7 +24,7 @@ def pruner(**kwargs):
         epochs=3,
         eps=0.05,
         attack_steps=2,
-        score="mean_loss",
+        importance="mean_loss",
         chunk_size=100,
         device="cpu",
         random_state=0,

@@ -843,7 +843,7 @@ def test_pruner_on_image_array_equals_pruner_on_eager_floats():
     X_lazy, X_eager = ImageArray(images), _eager(images)
     params = dict(
         prune_ratio=0.5,
-        score="mean_loss",
+        importance="mean_loss",
         subset_size=0.5,
         epochs=2,
         attack_steps=1,

@@ -272,7 +272,7 @@ def test_grid_search_with_adversarial_pruner_and_classifier():
 
     pipe = make_pipeline(
         AdversarialPruner(
-            score="mean_loss",
+            importance="mean_loss",
             subset_size=0.5,
             epochs=2,
             eps=0.05,

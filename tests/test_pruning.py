@@ -6,7 +6,6 @@ from sklearn.decomposition import PCA
 from sklearn.neighbors import KNeighborsRegressor
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-import advprune.pruning
 from advprune import AdversarialPruner, ImportanceExtrapolator
 from advprune.training import AdversarialTrainer
 
@@ -30,7 +29,7 @@ FAST = dict(
     epochs=3,
     eps=0.05,
     attack_steps=2,
-    score="mean_loss",
+    importance="mean_loss",
     batch_size=32,
     embedding="raw",
     device="cpu",
@@ -198,6 +197,11 @@ def _no_training(*args, **kwargs):
     raise AssertionError("training started")
 
 
+@pytest.fixture
+def no_training(monkeypatch):
+    monkeypatch.setattr(AdversarialTrainer, "fit", _no_training)
+
+
 @pytest.mark.parametrize(
     ("params", "match"),
     [
@@ -206,16 +210,25 @@ def _no_training(*args, **kwargs):
         ({"subset_size": 0}, "subset_size"),
         ({"subset_size": 0.0}, "subset_size"),
         ({"subset_size": 1000}, "subset_size"),
-        ({"score": "entropy"}, "score"),
+        ({"importance": "entropy"}, "importance"),
         ({"selection": "highest"}, "selection"),
-        ({"score": "dynamic_uncertainty", "epochs": 10}, "window"),
-        ({"score": "tdds", "epochs": 5}, "tdds"),
+        ({"importance": "dynamic_uncertainty", "epochs": 10}, "window"),
+        ({"importance": "tdds", "epochs": 5}, "tdds"),
         ({"signal": "clean", "record": "online"}, "signal"),
-        ({"score": lambda P: P[0, :2]}, "score"),
+        ({"importance": lambda P: P[0, :2]}, "score must return"),
+        ({"embedding": "modle"}, "embedding"),
+        ({"extrapolator": ImportanceExtrapolator(weights="nearest")}, "weights"),
+        ({"bounds": (1.0, 0.0)}, "bounds"),
+        ({"bounds": (0.0, float("inf"))}, "bounds"),
+        ({"device": "cuda:7"}, "device"),
+        ({"n_jobs": 0}, "n_jobs"),
+        ({"lr": 0.0}, "lr"),
+        ({"model": torch.nn.Linear(6, 2)}, "logits of shape"),
+        ({"model": torch.nn.Linear(5, 3)}, "cannot take samples"),
+        ({"model": "wide-resnet"}, "model"),
     ],
 )
-def test_bad_parameters_raise_before_training(params, match, monkeypatch):
-    monkeypatch.setattr(advprune.pruning, "_scoring_run", _no_training)
+def test_bad_parameters_raise_before_training(params, match, no_training):
     X, y = blobs()
     with pytest.raises(ValueError, match=match):
         pruner(**params).fit(X, y)
@@ -226,7 +239,7 @@ def test_bad_parameters_raise_before_training(params, match, monkeypatch):
     [
         (np.zeros(10), np.zeros(10, int), ValueError, "X must have shape"),
         (np.zeros((10, 2)), np.zeros(9, int), ValueError, "y must be 1-D"),
-        (np.zeros((10, 2)), np.array(["a", "b"] * 5), TypeError, "integer"),
+        (np.zeros((10, 2)), np.array([0.5, 1.5] * 5), ValueError, "Unknown label"),
         (np.zeros((10, 2)), np.zeros(10, int), ValueError, "two classes"),
         (np.full((10, 2), np.nan), np.arange(10) % 2, ValueError, "NaN"),
     ],
@@ -236,19 +249,116 @@ def test_bad_data_raises(X, y, error, match):
         pruner(subset_size=1.0).fit(X, y)
 
 
-def test_bad_embedding_and_subset_raise_before_training(monkeypatch):
+def test_bad_embedding_output_and_uncovered_classes_raise(no_training):
     X, y = blobs()
-    with pytest.raises(ValueError, match="one row per sample"):
-        pruner(subset_size=0.5, embedding=lambda X: np.zeros((3, 2))).fit(X, y)
-    monkeypatch.setattr(advprune.pruning, "_scoring_run", _no_training)
-    with pytest.raises(ValueError, match="n_neighbors=12"):
-        pruner(subset_size=11).fit(X, y)
     y_rare = np.zeros(100, int)
     y_rare[50] = 1
     with pytest.raises(ValueError, match=r"classes \[1\]"):
         pruner(
             subset_size=2, class_balanced=True, extrapolator=KNeighborsRegressor(1)
         ).fit(X, y_rare)
+
+
+def test_bad_embedding_output_names_the_embedding():
+    X, y = blobs()
+    with pytest.raises(ValueError, match="one row per sample"):
+        pruner(subset_size=0.5, embedding=lambda X: np.zeros((3, 2))).fit(X, y)
+
+
+def test_fewer_scored_samples_than_neighbours_degrades_with_a_warning():
+    X, y = blobs()
+    with pytest.warns(UserWarning, match="fewer than n_neighbors=12"):
+        p = pruner(subset_size=11).fit(X, y)
+    assert p.extrapolator_.n_neighbors == 11
+    assert np.isfinite(p.scores_).all()
+
+
+def test_out_of_bounds_pixels_fail_fast_and_name_bounds(no_training):
+    X, y = blobs()
+    with pytest.raises(ValueError, match=r"outside bounds=\(0.0, 1.0\)"):
+        pruner().fit(X * 255, y)
+    # bounds=None trains unbounded features as they are.
+    with pytest.raises(AssertionError, match="training started"):
+        pruner(bounds=None).fit(X * 255 - 7, y)
+
+
+def test_channels_last_images_are_refused(no_training):
+    X = np.random.default_rng(0).random((20, 8, 8, 3)).astype(np.float32)
+    with pytest.raises(ValueError, match="channels-last"):
+        pruner().fit(X, np.arange(20) % 2)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"embedding": "modle"},
+        {"extrapolator": ImportanceExtrapolator(n_neighbors=0)},
+        {"bounds": (1.0, 0.0)},
+        {"model": torch.nn.Linear(6, 2)},
+        {"device": "cuda"},
+        {},  # 0-255 pixels
+    ],
+)
+def test_mistakes_fail_within_two_seconds(params):
+    import time
+
+    from advprune.datasets import load_digits_pool
+
+    data = load_digits_pool(2000, random_state=0)
+    X = data.X_pool * (255 if not params else 1)
+    if "device" in params and torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    started = time.perf_counter()
+    with pytest.raises(ValueError):
+        AdversarialPruner(eps=0.2, attack_steps=5, random_state=0, **params).fit(
+            X, data.y_pool
+        )
+    assert time.perf_counter() - started < 2.0
+
+
+def test_string_labels_column_y_and_dataframes():
+    pd = pytest.importorskip("pandas")
+    X, y = blobs()
+    names = np.array(["ant", "bee", "cat"])[y]
+    p = pruner(prune_ratio=0.5)
+    _, y_kept = p.fit_resample(X, names)
+    assert p.classes_.tolist() == ["ant", "bee", "cat"]
+    np.testing.assert_array_equal(y_kept, names[p.sample_indices_])
+    reference = pruner(prune_ratio=0.5).fit(X, y)
+    np.testing.assert_array_equal(p.scores_, reference.scores_)
+
+    with pytest.warns(Warning, match="column-vector y"):
+        column = pruner(prune_ratio=0.5).fit(X, y[:, None])
+    np.testing.assert_array_equal(column.support_, reference.support_)
+
+    frame = pd.DataFrame(
+        X, columns=[f"f{i}" for i in range(6)], index=100 + np.arange(100)
+    )
+    series = pd.Series(names, index=frame.index)
+    p = pruner(prune_ratio=0.5)
+    frame_kept, series_kept = p.fit_resample(frame, series)
+    assert isinstance(frame_kept, pd.DataFrame) and isinstance(series_kept, pd.Series)
+    np.testing.assert_array_equal(frame_kept.index, 100 + p.sample_indices_)
+    np.testing.assert_array_equal(series_kept.index, frame_kept.index)
+    assert p.feature_names_in_.tolist() == list(frame.columns)
+    np.testing.assert_array_equal(p.support_, reference.support_)
+    assert isinstance(pruner(prune_ratio=0.5).fit_transform(frame, y), pd.DataFrame)
+
+
+def test_n_features_in_counts_flattened_features_like_the_classifier():
+    from advprune import AdversarialClassifier
+
+    X = np.random.default_rng(0).random((40, 1, 4, 4)).astype(np.float32)
+    y = np.arange(40) % 2
+    p = pruner(subset_size=0.5, importance_params=None).fit(X, y)
+    clf = AdversarialClassifier(epochs=1, device="cpu", random_state=0).fit(X, y)
+    assert p.n_features_in_ == clf.n_features_in_ == 16
+
+
+def test_sample_indices_match_get_support():
+    X, y = blobs()
+    p = pruner(prune_ratio=0.3).fit(X, y)
+    np.testing.assert_array_equal(p.sample_indices_, p.get_support(indices=True))
 
 
 def test_score_samples_checks_its_input():
@@ -268,45 +378,35 @@ def test_caller_arrays_unmodified():
     np.testing.assert_array_equal(y, y_copy)
 
 
-# Checks that cannot apply to an estimator that removes samples, or to one whose
-# fit needs more rows and classes than the checks provide.
-SCORE_IS_A_PARAMETER = (
-    "`score` is the importance-score parameter of the public contract "
-    "(DESIGN.md section 3), not a score(X, y) method; the check calls the string"
-)
-EXPECTED_FAILED = {
-    "check_fit_score_takes_y": SCORE_IS_A_PARAMETER,
-    "check_n_features_in_after_fitting": SCORE_IS_A_PARAMETER,
-    "check_fit2d_1sample": "one sample cannot be split into a scored subset "
-    "and two classes; the pruner raises a ValueError that names subset_size",
-}
-
-
 @parametrize_with_checks(
     [
-        AdversarialPruner(
-            **{**FAST, "subset_size": 1.0, "epochs": 2},
-            extrapolator=ImportanceExtrapolator(n_neighbors=2),
-        )
+        # Half of the rows scored, the rest extrapolated: the checks' small
+        # data sets give fewer scored samples than the default 12 neighbours,
+        # which the pruner handles with a warning. The checks' data are
+        # unbounded features.
+        AdversarialPruner(**{**FAST, "subset_size": 0.5, "epochs": 2}, bounds=None),
+        AdversarialPruner(**{**FAST, "subset_size": 1.0, "epochs": 2}, bounds=None),
     ],
-    expected_failed_checks=lambda est: EXPECTED_FAILED,
 )
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
 
 
-def test_image_array_pool_is_not_rescanned_for_nan(monkeypatch):
-    # uint8 images cannot hold NaN or infinity: the pruner's finite scan must not
-    # read (and convert to float) a whole ImageArray pool before training.
+def test_image_array_pool_is_not_rescanned_for_nan(monkeypatch, no_training):
+    # uint8 images cannot hold NaN or infinity: the checks before training must
+    # not read (and convert to float) a whole ImageArray pool, only its head.
     from advprune.datasets import ImageArray
 
     images = np.random.default_rng(0).integers(0, 256, (40, 8, 8, 1), np.uint8)
     X = ImageArray(images)
+    read = []
+    getitem = ImageArray.__getitem__
 
-    def no_read(self, key):
-        raise AssertionError("the finite scan read the ImageArray")
+    def counting_read(self, key):
+        out = getitem(self, key)
+        read.append(len(out))
+        return out
 
-    monkeypatch.setattr(ImageArray, "__getitem__", no_read)
-    pruner()._check_finite(X)
-    with pytest.raises(ValueError, match="NaN or infinity"):
-        pruner()._check_finite(np.full((4, 1, 8, 8), np.nan, np.float32))
+    monkeypatch.setattr(ImageArray, "__getitem__", counting_read)
+    pruner(subset_size=0.5)._check_inputs(X, np.arange(40) % 2)
+    assert sum(read) <= 2

@@ -172,7 +172,10 @@ def test_pipelines_skip_resamplers_and_reject_transformers(planted_attack):
     assert pipe[-1].classes_.tolist() == ["high", "low"]
     assert robust_accuracy(pipe, X_LINE, Y_LINE) == pytest.approx(16 / 20)
 
-    scaled = make_pipeline(StandardScaler(), _threshold_classifier())
+    # Standardised features are unbounded.
+    scaled = make_pipeline(
+        StandardScaler(), _threshold_classifier().set_params(bounds=None)
+    )
     scaled.fit(X_LINE, Y_LINE)
     with pytest.raises(ValueError, match="standardscaler"):
         robust_accuracy(scaled, X_LINE, Y_LINE)

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from advprune.selection import coverage_centric, n_pruned, select_lowest
+from advprune.selection import coverage_centric, n_pruned, select, select_lowest
 
 RULES = [select_lowest, coverage_centric]
 RATIOS = [0.0, 0.1, 0.25, 1 / 3, 0.5, 0.8, 0.99]
@@ -393,7 +393,7 @@ def test_bad_labels(rule):
     with pytest.raises(ValueError, match="y"):
         _call(rule, scores, 0.5, y=np.full(6, 0.5), class_balanced=True)
     with pytest.raises(TypeError, match="y"):
-        _call(rule, scores, 0.5, y=np.array(list("aabbcc")), class_balanced=True)
+        _call(rule, scores, 0.5, y=np.array([1j] * 6), class_balanced=True)
     with pytest.raises(TypeError, match="class_balanced"):
         _call(rule, scores, 0.5, y=np.zeros(6, int), class_balanced="yes")
 
@@ -445,3 +445,32 @@ def test_selection_imports_no_torch():
         elif isinstance(node, ast.ImportFrom):
             imported.add(node.module.split(".")[0])
     assert imported <= {"math", "numbers", "numpy", "sklearn"}
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_string_labels_balance_like_their_codes(rule):
+    rng = np.random.default_rng(0)
+    scores = rng.random(30)
+    codes = rng.integers(0, 3, 30)
+    names = np.array(["cat", "dog", "eel"])[codes]
+    by_name = _call(rule, scores, 0.5, y=names, class_balanced=True)
+    by_code = _call(rule, scores, 0.5, y=codes, class_balanced=True)
+    np.testing.assert_array_equal(by_name, by_code)
+
+
+@pytest.mark.parametrize("rule", ["lowest", "stratified"])
+def test_select_dispatches_by_name(rule):
+    scores = np.random.default_rng(1).random(40)
+    y = np.repeat([0, 1], 20)
+    expected = (
+        select_lowest(scores, 0.3, y=y, class_balanced=True)
+        if rule == "lowest"
+        else coverage_centric(scores, 0.3, y=y, class_balanced=True, random_state=0)
+    )
+    got = select(scores, 0.3, rule=rule, y=y, class_balanced=True, random_state=0)
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_select_refuses_unknown_rule():
+    with pytest.raises(ValueError, match="rule"):
+        select([0.1, 0.2], 0.5, rule="highest")

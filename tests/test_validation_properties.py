@@ -7,10 +7,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-import advprune.pruning
 from advprune import AdversarialPruner, ImportanceExtrapolator
 from advprune.scores import SCORES, requires_labels, requires_probas
 from advprune.selection import coverage_centric, select_lowest
+from advprune.training import AdversarialTrainer
 
 DOCUMENTED = (ValueError, TypeError)
 SETTINGS = settings(
@@ -79,7 +79,7 @@ def test_pruner_validation_raises_only_documented_errors(data, ratio, subset):
         prune_ratio=ratio, subset_size=subset, epochs=11, device="cpu"
     )
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(advprune.pruning, "_scoring_run", _stop)
+        patch.setattr(AdversarialTrainer, "fit", _stop)
         try:
             pruner.fit(X, y)
         except (*DOCUMENTED, _ValidationPassed):

@@ -1,0 +1,194 @@
+"""Stage 4 of the method: embed every sample of the pool in a feature space.
+
+The extrapolation step (:mod:`advprune.extrapolation`) predicts the importance
+of unscored samples from their position in a feature space. This module turns
+an embedding choice into a fitted embedding and applies it to samples:
+
+- ``"model"``: the penultimate features of the trained scoring model (the
+  default, as in Schmidt et al. 2025; the paper used a pretrained network);
+- ``"raw"``: the flattened input;
+- a scikit-learn transformer (e.g. ``PCA(32)``), fitted on the scored subset;
+- a ``torch.nn.Module`` applied in eval mode, or any callable from a batch of
+  samples to an array of shape (batch, d).
+
+:class:`EmbeddedRows` presents the embedding of a pool, possibly memory-mapped
+and larger than memory, as an array whose rows are computed when read, so that
+the extrapolation reads it chunk by chunk like any other array.
+"""
+
+import copy
+import time
+
+import numpy as np
+import torch
+from sklearn.base import clone
+
+from .models import penultimate_features
+from .training import batched_forward, resolve_device
+
+__all__ = ["EmbeddedRows", "embed", "fit_embedding"]
+
+EMBEDDINGS = ("model", "raw")
+
+
+def _is_transformer(obj):
+    return hasattr(obj, "fit") and hasattr(obj, "transform")
+
+
+class _PenultimateFeatures(torch.nn.Module):
+    """The scoring model as an embedding: its penultimate features."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return penultimate_features(self.model, x)
+
+
+def fit_embedding(embedding, model, X_subset):
+    """Turn an embedding choice into a fitted embedding.
+
+    Parameters
+    ----------
+    embedding : {"model", "raw"}, transformer, torch.nn.Module or callable
+        See the module docstring. A transformer is cloned and fitted on the
+        flattened ``X_subset``; a module is deep-copied and put in eval mode.
+    model : torch.nn.Module
+        The trained scoring model, for ``"model"``.
+    X_subset : ndarray of shape (n_scored, ...)
+        The scored samples, for fitting a transformer.
+
+    Returns
+    -------
+    fitted : "raw", fitted transformer, torch.nn.Module or callable
+        What :func:`embed` takes.
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from sklearn.decomposition import PCA
+    >>> from advprune.embedding import embed, fit_embedding
+    >>> X = np.random.default_rng(0).random((20, 6)).astype("float32")
+    >>> fitted = fit_embedding(PCA(2), None, X)
+    >>> embed(fitted, X).shape
+    (20, 2)
+    >>> net = torch.nn.Sequential(torch.nn.Linear(6, 4), torch.nn.ReLU(),
+    ...                           torch.nn.Linear(4, 3))
+    >>> embed(fit_embedding("model", net, X), X).shape
+    (20, 4)
+    """
+    if isinstance(embedding, str):
+        if embedding == "model":
+            return _PenultimateFeatures(model).eval()
+        if embedding == "raw":
+            return "raw"
+        raise ValueError(f"embedding must be one of {EMBEDDINGS}; got {embedding!r}.")
+    if _is_transformer(embedding):
+        return clone(embedding).fit(np.reshape(X_subset, (len(X_subset), -1)))
+    if isinstance(embedding, torch.nn.Module):
+        return copy.deepcopy(embedding).eval()
+    if callable(embedding):
+        return embedding
+    raise TypeError(
+        "embedding must be 'model', 'raw', a scikit-learn transformer, a callable "
+        f"or a torch.nn.Module; got {type(embedding).__name__}."
+    )
+
+
+def embed(fitted, X, *, batch_size=512, device="cpu"):
+    """Embed samples with a fitted embedding.
+
+    Parameters
+    ----------
+    fitted : "raw", fitted transformer, torch.nn.Module or callable
+        The result of :func:`fit_embedding`.
+    X : array-like of shape (n_samples, ...)
+        Samples; read whole (use :class:`EmbeddedRows` for large pools).
+    batch_size : int, default=512
+        Batch size of a module's forward passes.
+    device : str or torch.device, default="cpu"
+        Where a module runs; it is moved back to the CPU afterwards.
+
+    Returns
+    -------
+    E : ndarray of shape (n_samples, d), float32
+        Finite features, one row per sample.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from advprune.embedding import embed
+    >>> embed("raw", np.zeros((3, 1, 2, 2))).shape
+    (3, 4)
+    """
+    n = len(X)
+    if isinstance(fitted, str):
+        E = np.asarray(X, dtype=np.float32).reshape(n, -1)
+    elif _is_transformer(fitted):
+        E = fitted.transform(np.asarray(X, dtype=np.float32).reshape(n, -1))
+    elif isinstance(fitted, torch.nn.Module):
+        device = resolve_device(device)
+        E = batched_forward(fitted.to(device), X, batch_size=batch_size, device=device)
+        fitted.cpu()
+    else:
+        E = fitted(X)
+    E = np.asarray(E, dtype=np.float32)
+    if E.ndim == 0 or len(E) != n:
+        raise ValueError(
+            f"embedding must return one row per sample: {n} rows; got an array of "
+            f"shape {E.shape}."
+        )
+    E = E.reshape(n, -1)
+    if not np.isfinite(E).all():
+        raise ValueError("The embedding produced NaN or infinite features.")
+    return E
+
+
+class EmbeddedRows:
+    """The embedding of ``X`` as a read-only array computed row block by row block.
+
+    Indexing with a slice, an index array or a mask embeds those rows of ``X``
+    only, so a memory-mapped pool larger than memory can be embedded and
+    extrapolated chunk by chunk. ``seconds`` accumulates the time spent
+    embedding in this process.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, ...)
+        The samples; a ``np.memmap`` or :class:`advprune.datasets.ImageArray`
+        is read only where indexed.
+    fitted : "raw", fitted transformer, torch.nn.Module or callable
+        The result of :func:`fit_embedding`.
+    batch_size : int, default=512
+    device : str or torch.device, default="cpu"
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from advprune.embedding import EmbeddedRows
+    >>> E = EmbeddedRows(np.arange(12.0).reshape(3, 2, 2), "raw")
+    >>> E.shape
+    (3, 4)
+    >>> E[1:].tolist()
+    [[4.0, 5.0, 6.0, 7.0], [8.0, 9.0, 10.0, 11.0]]
+    """
+
+    def __init__(self, X, fitted, *, batch_size=512, device="cpu"):
+        self.X = X
+        self.fitted = fitted
+        self.batch_size = batch_size
+        self.device = device
+        self.seconds = 0.0
+        self.shape = (X.shape[0], self[:1].shape[1])
+
+    def __len__(self):
+        return self.shape[0]
+
+    def __getitem__(self, rows):
+        started = time.perf_counter()
+        E = embed(
+            self.fitted, self.X[rows], batch_size=self.batch_size, device=self.device
+        )
+        self.seconds += time.perf_counter() - started
+        return E

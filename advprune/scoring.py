@@ -1,0 +1,225 @@
+"""Stages 1-2 of the method: the scoring run on a random subset of the pool.
+
+:func:`scoring_run` draws a class-stratified random subset, builds the scoring
+network, trains it adversarially on the subset and records the training
+dynamics of every subset sample after each epoch. It is the one place where a
+seed becomes a subset, an initialisation and a training run, so that
+:class:`advprune.AdversarialPruner`, ``advprune score`` and the benchmarks give
+the same scores for the same settings and seed.
+"""
+
+import time
+from dataclasses import dataclass
+from numbers import Integral
+
+import numpy as np
+import torch
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_memory
+
+from ._validation import check_model_output
+from .models import _fingerprint, build_model
+from .selection import stratified_subset
+from .training import AdversarialTrainer, Dynamics
+
+__all__ = ["ScoringRun", "scoring_run", "subset_count"]
+
+
+@dataclass
+class ScoringRun:
+    """What a scoring run returns.
+
+    Attributes
+    ----------
+    subset : ndarray of shape (n_scored,)
+        Sorted rows of ``X`` that were trained on and recorded.
+    model : torch.nn.Module
+        The trained scoring network, in eval mode, on the CPU.
+    dynamics : advprune.training.Dynamics
+        The recording; its columns follow ``subset``.
+    history : list of dict
+        Per epoch: training loss, training (adversarial) accuracy, seconds.
+    classes : ndarray of shape (n_classes,)
+        The class labels; the network's column ``k`` is ``classes[k]``.
+    seconds : float
+        Wall time of the run (for a ``memory`` cache hit, of loading it).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from advprune.scoring import scoring_run
+    >>> X = np.random.default_rng(0).random((60, 3)).astype("float32")
+    >>> run = scoring_run(X, X[:, 0] > 0.5, subset_size=20, epochs=2,
+    ...                   attack_steps=1, device="cpu", random_state=0)
+    >>> len(run.subset), len(run.history), run.model.training
+    (20, 2, False)
+    """
+
+    subset: np.ndarray
+    model: torch.nn.Module
+    dynamics: Dynamics
+    history: list
+    classes: np.ndarray
+    seconds: float
+
+
+def subset_count(subset_size, n_samples):
+    """Number of samples scored directly: ``subset_size`` as a count, or as a
+    fraction of ``n_samples`` (rounded).
+
+    Examples
+    --------
+    >>> from advprune.scoring import subset_count
+    >>> subset_count(0.1, 2000), subset_count(150, 2000)
+    (200, 150)
+    """
+    if isinstance(subset_size, Integral):
+        return int(subset_size)
+    return round(subset_size * n_samples)
+
+
+def scoring_run(
+    X,
+    y,
+    *,
+    subset_size=0.1,
+    model=None,
+    record="epoch",
+    record_probas=False,
+    require_every_class=False,
+    random_state=None,
+    memory=None,
+    checkpoint_dir=None,
+    verbose=False,
+    **training,
+):
+    """Adversarially train on a random subset of ``X`` and record its dynamics.
+
+    The subset is class-stratified (:func:`advprune.selection.stratified_subset`);
+    one ``random_state`` seeds the subset, the network's initialisation and the
+    training run, in that order. Before any training the network is tried on
+    two samples, so that one of the wrong input shape or output width fails
+    first.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, ...)
+        The pool; only the subset's rows are read (a memory map stays on disk).
+    y : array-like of shape (n_samples,)
+        Class labels of any kind; the network gets one output per class of
+        ``y``.
+    subset_size : float in (0, 1] or int, default=0.1
+        Samples scored: a fraction of ``n_samples`` or a count.
+    model : None, str or torch.nn.Module, default=None
+        The scoring network, as :func:`advprune.models.build_model` takes it.
+    record : {"epoch", "online"}, default="epoch"
+        ``"epoch"``: the paper's protocol, clean and PGD true-class
+        probabilities in eval mode after every epoch. ``"online"``: read off
+        the training step (adversarial only, nearly free).
+    record_probas : bool, default=False
+        Also record the class probabilities (float16), for the scores of
+        :func:`advprune.scores.requires_probas`.
+    require_every_class : bool, default=False
+        Refuse, before training, a subset that holds no sample of some class
+        (class-balanced selection needs scored samples of every class).
+    random_state : int, RandomState or None, default=None
+    memory : str, joblib.Memory or None, default=None
+        Caches the training run on the subset's data and every parameter that
+        changes it.
+    checkpoint_dir : str, path or None, default=None
+        Per-epoch checkpoints to resume an interrupted run from.
+    verbose : bool, default=False
+        A progress bar over epochs.
+    **training
+        Parameters of :class:`advprune.training.AdversarialTrainer` (``epochs``,
+        ``eps``, ``attack_steps``, ``lr``, ...).
+
+    Returns
+    -------
+    ScoringRun
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from advprune.scoring import scoring_run
+    >>> from advprune.scores import compute_score
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.random((200, 4)).astype("float32")
+    >>> y = np.where(X[:, 0] > 0.5, "high", "low")
+    >>> run = scoring_run(X, y, subset_size=0.2, epochs=4, eps=0.05,
+    ...                   attack_steps=2, device="cpu", random_state=0)
+    >>> run.subset.shape, run.dynamics.adversarial.shape, run.classes.tolist()
+    ((40,), (4, 40), ['high', 'low'])
+    >>> codes = np.searchsorted(run.classes, y[run.subset])
+    >>> compute_score("dynamic_uncertainty", run.dynamics, codes, window=2).shape
+    (40,)
+    """
+    classes, y_codes = np.unique(np.asarray(y), return_inverse=True)
+    rng = check_random_state(random_state)
+    subset = stratified_subset(
+        y_codes, subset_count(subset_size, len(y_codes)), random_state=rng
+    )
+    if require_every_class and len(np.unique(y_codes[subset])) < len(classes):
+        missing = np.setdiff1d(np.arange(len(classes)), y_codes[subset])
+        raise ValueError(
+            f"the scored subset (subset_size={subset_size!r}) holds no sample of "
+            f"classes {classes[missing].tolist()}; score more samples."
+        )
+    init_seed, train_seed = (int(s) for s in rng.randint(2**31 - 1, size=2))
+    X_subset = np.asarray(X[subset], dtype=np.float32)
+    network = build_model(
+        model, X_subset.shape[1:], len(classes), random_state=init_seed
+    )
+    check_model_output(network, X_subset[:2], len(classes))
+
+    train = check_memory(memory).cache(
+        _train_subset, ignore=["model", "verbose", "checkpoint_dir"]
+    )
+    started = time.perf_counter()
+    trained, dynamics, history = train(
+        X_subset,
+        y_codes[subset].astype(np.int64),
+        network,
+        _fingerprint(network),
+        training,
+        record,
+        record_probas,
+        train_seed,
+        verbose,
+        checkpoint_dir,
+    )
+    return ScoringRun(
+        subset=subset,
+        model=trained,
+        dynamics=dynamics,
+        history=history,
+        classes=classes,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _train_subset(
+    X_subset,
+    y_subset,
+    model,
+    model_key,
+    training,
+    record,
+    record_probas,
+    seed,
+    verbose,
+    checkpoint_dir,
+):
+    """The training run itself; a module-level function so that
+    ``joblib.Memory`` can cache it on its arguments (the model through
+    ``model_key``)."""
+    trainer = AdversarialTrainer(model, random_state=seed, verbose=verbose, **training)
+    dynamics = trainer.fit(
+        X_subset,
+        y_subset,
+        record=record,
+        record_probas=record_probas,
+        checkpoint_dir=checkpoint_dir,
+    )
+    trainer.model.cpu().eval()
+    return trainer.model, dynamics, trainer.history_
