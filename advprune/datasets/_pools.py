@@ -8,13 +8,13 @@ import errno
 import math
 import numbers
 import os
-import secrets
 import shutil
 import zipfile
 import zlib
 
 import numpy as np
 
+from .._io import replacing, replacing_all
 from ._imagearray import ImageArray
 from ._paths import _check_input_file, _check_output_file, _check_path
 
@@ -32,73 +32,41 @@ def _check_free_space(directory, n_bytes, what):
         )
 
 
-def _write_npy_temporary(path, chunks, shape, dtype):
-    """Write the row blocks ``chunks`` as a .npy file next to ``path``.
-
-    Returns the temporary file, flushed to disk; the caller renames it over
-    ``path``. On any error the temporary file is removed.
-    """
-    temporary = path.with_name(f"{path.name}.{secrets.token_hex(4)}.tmp")
+def _write_npy(file, chunks, shape, dtype):
+    """Write the row blocks ``chunks`` as a new .npy file ``file`` (a temporary
+    file of :func:`~advprune._io.replacing_all`), flushed to disk."""
     header = {
         "descr": np.lib.format.dtype_to_descr(dtype),
         "fortran_order": False,
         "shape": shape,
     }
-    try:
-        with open(temporary, "xb") as f:
-            np.lib.format.write_array_header_1_0(f, header)
-            rows = 0
-            for chunk in chunks:
-                chunk = np.asarray(chunk)
-                if chunk.ndim != len(shape) or chunk.shape[1:] != shape[1:]:
-                    raise ValueError(
-                        f"chunks must be blocks of rows of shape (k, "
-                        f"{', '.join(map(str, shape[1:]))}); got {chunk.shape}."
-                    )
-                if not np.can_cast(chunk.dtype, dtype, casting="safe"):
-                    raise TypeError(
-                        f"chunks of dtype {chunk.dtype} cannot be stored as {dtype} "
-                        "without changing values."
-                    )
-                rows += len(chunk)
-                if rows > shape[0]:
-                    raise ValueError(
-                        f"chunks hold more than the {shape[0]} rows of shape {shape}."
-                    )
-                f.write(np.ascontiguousarray(chunk, dtype=dtype).data)
-            if rows != shape[0]:
+    with open(file, "xb") as f:
+        np.lib.format.write_array_header_1_0(f, header)
+        rows = 0
+        for chunk in chunks:
+            chunk = np.asarray(chunk)
+            if chunk.ndim != len(shape) or chunk.shape[1:] != shape[1:]:
                 raise ValueError(
-                    f"chunks hold {rows} rows; shape {shape} needs {shape[0]}."
+                    f"chunks must be blocks of rows of shape (k, "
+                    f"{', '.join(map(str, shape[1:]))}); got {chunk.shape}."
                 )
-            f.flush()
-            os.fsync(f.fileno())
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            temporary.unlink()
-        raise
-    return temporary
-
-
-def _commit(renames):
-    """Rename each temporary file over its target, then make the renames
-    durable; if a rename fails, the temporary files left are removed."""
-    try:
-        for temporary, target in renames:
-            os.replace(temporary, target)
-    finally:
-        for temporary, _ in renames:
-            with contextlib.suppress(FileNotFoundError):
-                temporary.unlink()
-    for directory in {target.parent for _, target in renames}:
-        # The rename itself is durable only once the directory is synced;
-        # some systems (Windows) cannot open a directory, and then the
-        # rename stands as the file system keeps it.
-        with contextlib.suppress(OSError):
-            fd = os.open(directory, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            if not np.can_cast(chunk.dtype, dtype, casting="safe"):
+                raise TypeError(
+                    f"chunks of dtype {chunk.dtype} cannot be stored as {dtype} "
+                    "without changing values."
+                )
+            rows += len(chunk)
+            if rows > shape[0]:
+                raise ValueError(
+                    f"chunks hold more than the {shape[0]} rows of shape {shape}."
+                )
+            f.write(np.ascontiguousarray(chunk, dtype=dtype).data)
+        if rows != shape[0]:
+            raise ValueError(
+                f"chunks hold {rows} rows; shape {shape} needs {shape[0]}."
+            )
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def _check_shape_dtype(shape, dtype):
@@ -182,7 +150,8 @@ def save_npy_chunked(path, chunks, *, shape, dtype):
     path = _check_output_file(path, "path")
     shape, dtype = _check_shape_dtype(shape, dtype)
     _check_free_space(path.parent, math.prod(shape) * dtype.itemsize, str(path))
-    _commit([(_write_npy_temporary(path, chunks, shape, dtype), path)])
+    with replacing(path) as temporary:
+        _write_npy(temporary, chunks, shape, dtype)
     return path
 
 
@@ -442,8 +411,8 @@ def convert_npz_pool(
     plain file writes. Both outputs are written to temporary files next to
     their targets, flushed to disk, and only then renamed over
     ``images.npy`` and ``labels.npy``: an error or crash before that leaves
-    at most temporary ``*.tmp`` files, never a partial file under a final
-    name. Everything that can be checked up front (the archive's directory,
+    at most hidden temporary ``.*.tmp`` files, never a partial file under a
+    final name. Everything that can be checked up front (the archive's directory,
     both headers, matching lengths, free disk space) is checked before
     anything is written.
 
@@ -516,7 +485,12 @@ def convert_npz_pool(
             f"npz_path: {str(npz_path)!r} is not a readable .npz archive; it is "
             f"truncated or corrupt ({exc})."
         ) from None
-    with contextlib.ExitStack() as stack:
+    images_path, labels_path = out_dir / _POOL_IMAGES, out_dir / _POOL_LABELS
+    # The outputs are renamed into place after the archive is closed.
+    with (
+        replacing_all([images_path, labels_path]) as temporaries,
+        contextlib.ExitStack() as stack,
+    ):
         stack.enter_context(archive)
         images = _NpzMember(archive, image_key, npz_path)
         stack.callback(images.close)
@@ -544,21 +518,19 @@ def convert_npz_pool(
                 f"{labels.shape[0]} labels."
             )
         out_dir.mkdir(parents=True, exist_ok=True)
-        images_path, labels_path = out_dir / _POOL_IMAGES, out_dir / _POOL_LABELS
         n_bytes = images.shape[0] * (math.prod(images.shape[1:]) + 8)
         _check_free_space(out_dir, n_bytes, f"the pool of {str(npz_path)!r}")
-        images_temporary = _write_npy_temporary(
-            images_path, images.chunks(chunk_size), images.shape, np.dtype(np.uint8)
+        images_temporary, labels_temporary = temporaries
+        _write_npy(
+            images_temporary,
+            images.chunks(chunk_size),
+            images.shape,
+            np.dtype(np.uint8),
         )
-        try:
-            labels_temporary = _write_npy_temporary(
-                labels_path,
-                _labels_as_int64(labels.chunks(chunk_size)),
-                labels.shape,
-                np.dtype(np.int64),
-            )
-        except BaseException:
-            images_temporary.unlink()
-            raise
-    _commit([(images_temporary, images_path), (labels_temporary, labels_path)])
+        _write_npy(
+            labels_temporary,
+            _labels_as_int64(labels.chunks(chunk_size)),
+            labels.shape,
+            np.dtype(np.int64),
+        )
     return images_path, labels_path
