@@ -3,13 +3,12 @@ in [0, 1] and channels first, converted only as rows are read
 (:class:`ImageArray`); pickled by file reference where they are mapped."""
 
 import math
-import mmap
 import numbers
 import os
 
 import numpy as np
 
-from .._mmap import mapping_owner, read_only_span
+from .._mmap import mapping_owner, read_only_span, release_span
 
 _LAYOUTS = ("NHWC", "NCHW")
 
@@ -228,9 +227,7 @@ class ImageArray:
         return out
 
     def _release(self):
-        if self._mapping is not None:
-            buffer, start, length = self._mapping
-            buffer.madvise(mmap.MADV_DONTNEED, start, length)
+        release_span(self._mapping)
 
 
 # Rows of a scattered read mapped at once before their pages are released
