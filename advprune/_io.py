@@ -5,7 +5,7 @@ import os
 import secrets
 from pathlib import Path
 
-__all__ = ["replacing"]
+__all__ = ["replacing", "replacing_all"]
 
 
 @contextlib.contextmanager
@@ -16,12 +16,43 @@ def replacing(path):
     temporary file lives in the same directory, hence the same file system.
     On failure the temporary file is removed and ``path`` is left untouched,
     so no reader ever sees a half-written file under the final name.
+    The one-file case of :func:`replacing_all`.
     """
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
+    with replacing_all([path]) as (temporary,):
         yield temporary
-        os.replace(temporary, path)
+
+
+@contextlib.contextmanager
+def replacing_all(paths):
+    """Yield a list of temporary paths, one next to each of ``paths``; on
+    success rename each over its target, in order, then sync the directories.
+
+    Each temporary file is hidden, ``.{name}.{random hex}.tmp``, in the
+    directory of its target. If the block fails, or a rename does, the
+    temporary files still there are removed and no further target is
+    replaced; targets renamed before a failed rename stay replaced. A rename
+    is durable only once its directory is synced; where a directory cannot be
+    opened (Windows), the rename stands as the file system keeps it. The
+    contents are the writer's to flush (``os.fsync``) where they must survive
+    a crash.
+    """
+    targets = [Path(path) for path in paths]
+    temporaries = [
+        target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+        for target in targets
+    ]
+    try:
+        yield temporaries
+        for temporary, target in zip(temporaries, targets, strict=True):
+            os.replace(temporary, target)
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            temporary.unlink()
+        for temporary in temporaries:
+            with contextlib.suppress(FileNotFoundError):
+                temporary.unlink()
+    for directory in dict.fromkeys(target.parent for target in targets):
+        with contextlib.suppress(OSError):
+            fd = os.open(directory, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)

@@ -13,7 +13,7 @@ import mmap
 
 import numpy as np
 
-__all__ = ["mapping_owner", "read_only_span", "release_pages"]
+__all__ = ["mapping_owner", "read_only_span", "release_pages", "release_span"]
 
 
 def mapping_owner(array):
@@ -45,7 +45,13 @@ def read_only_span(array):
 
 def release_pages(array):
     """Drop the pages ``array`` spans from the resident set, where that is safe."""
-    span = read_only_span(array)
+    release_span(read_only_span(array))
+
+
+def release_span(span):
+    """Drop the pages of a span from :func:`read_only_span` from the resident
+    set; nothing if ``span`` is None. For callers that keep the span of an
+    array they read repeatedly."""
     if span is not None:
         buffer, start, length = span
         buffer.madvise(mmap.MADV_DONTNEED, start, length)

@@ -153,7 +153,7 @@ def test_interpolation_record(data):
 
 
 def test_generative_model_sees_training_split_only(monkeypatch):
-    import advprune.datasets as module
+    from advprune.datasets import _digits as module
 
     seen = {"pca": [], "mixture_rows": 0}
 

@@ -13,7 +13,7 @@ import advprune
 DOCS = pathlib.Path(__file__).resolve().parents[1] / "docs"
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 MODULES = sorted(
-    name for _, name, _ in pkgutil.iter_modules(advprune.__path__, "advprune.")
+    name for _, name, _ in pkgutil.walk_packages(advprune.__path__, "advprune.")
 )
 
 

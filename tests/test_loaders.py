@@ -21,10 +21,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-import advprune.datasets as datasets
 from advprune import AdversarialPruner
 from advprune.datasets import (
     ImageArray,
+    _pools,
     convert_npz_pool,
     load_cifar10,
     load_cifar10_python,
@@ -396,7 +396,7 @@ def test_convert_npz_pool_is_atomic(tmp_path, monkeypatch, failing):
     np.savez(tmp_path / "pool.npz", image=_random_images(30), label=np.arange(30))
     out = tmp_path / "out"
     _write_old_pool(out)
-    chunks = datasets._NpzMember.chunks
+    chunks = _pools._NpzMember.chunks
     written = []
 
     def failing_chunks(member, rows):
@@ -406,7 +406,7 @@ def test_convert_npz_pool_is_atomic(tmp_path, monkeypatch, failing):
             if f"'{failing}'" in member.where:
                 raise RuntimeError("disk unplugged")
 
-    monkeypatch.setattr(datasets._NpzMember, "chunks", failing_chunks)
+    monkeypatch.setattr(_pools._NpzMember, "chunks", failing_chunks)
     with pytest.raises(RuntimeError, match="disk unplugged"):
         convert_npz_pool(tmp_path / "pool.npz", out, chunk_size=4)
     # The failure happened after data had been written, not before.
@@ -422,7 +422,7 @@ def test_convert_npz_pool_checks_disk_space_first(tmp_path, monkeypatch):
     def full_disk(path):
         return type("usage", (), {"free": 1000})()
 
-    monkeypatch.setattr(datasets.shutil, "disk_usage", full_disk)
+    monkeypatch.setattr(_pools.shutil, "disk_usage", full_disk)
     with pytest.raises(OSError, match="not enough free disk space") as info:
         convert_npz_pool(tmp_path / "pool.npz", out)
     assert info.value.errno == errno.ENOSPC
