@@ -1,11 +1,12 @@
 """Atomic file writes: a temporary file beside the target, then a rename."""
 
 import contextlib
+import json
 import os
 import secrets
 from pathlib import Path
 
-__all__ = ["replacing", "replacing_all"]
+__all__ = ["replacing", "replacing_all", "write_json"]
 
 
 @contextlib.contextmanager
@@ -56,3 +57,10 @@ def replacing_all(paths):
                 os.fsync(fd)
             finally:
                 os.close(fd)
+
+
+def write_json(path, payload):
+    """Write ``payload`` as indented JSON to ``path``, atomically."""
+    with replacing(path) as temporary, open(temporary, "w") as f:
+        json.dump(payload, f, indent=2)
+        f.write("\n")

@@ -19,47 +19,14 @@ a generative model of their training split):
 The results go to a table on stdout, ``results.json`` and a histogram of the
 direct and extrapolated scores, ``scores.png``.
 
-Attack budget. The digits' pixels are 0..16 divided by 16, so one grey level
-is 0.0625, and an L-infinity budget ``eps`` lets the attacker move every pixel
-by ``16 * eps`` grey levels. The demo's final model (default small CNN, 8
-epochs of PGD adversarial training on the real training split plus a
-2,000-sample pool), evaluated on the real test split with the demo's attack
-(PGD-20, cross-entropy and CW, worst case per sample), ``random_state=0``,
-measured with ``python benchmarks/demo_eps.py`` (and ``--attack-steps 10``):
-
-=====  ==============================  ==============================
-eps    PGD-5 training: clean / robust  PGD-10 training: clean / robust
-=====  ==============================  ==============================
-0.05   0.987 / 0.950
-0.10   0.985 / 0.904                   0.991 / 0.904
-0.15   0.980 / 0.800                   0.978 / 0.806
-0.20   0.963 / 0.661                   0.956 / 0.661
-0.25   0.902 / 0.439
-=====  ==============================  ==============================
-
-Up to 0.1 the attack barely bites (robust accuracy about 8 points below clean),
-so training sets could not be told apart by robustness; at 0.25 clean accuracy
-starts to fall. The demo uses ``eps = 0.2`` (about three grey levels), where
-robust accuracy sits 30 points below clean accuracy and far above zero, with
-room to move either way with the choice of training data. PGD-5 training gives
-the same accuracies as PGD-10 there at about half the cost, so the demo trains
-with 5 steps. The evaluation's PGD-20 with one random start is close to
-stronger attacks on the eps = 0.2 model: robust accuracy 0.661, against 0.659
-with PGD-100 (``--eval-steps 100``) and 0.648 with five starts per loss
-(``--restarts 5``).
-
-Budget. PGD training costs about ``attack_steps + 1`` forward/backward passes
-per sample and epoch. The defaults (a 2,000-sample pool, a 15-epoch scoring
-run on 200 of its samples, three 8-epoch final runs) cost about one minute of
-CPU time; torch runs single-threaded during the demo (see
-:func:`run_demo`), so it stays within a few minutes on two cores even when
-they are busy with other work.
+The attack budget, eps = 0.2 on pixels in [0, 1] with PGD-5 training, is
+chosen in the user guide (section "The demo's settings"), where
+``python -m benchmarks.demo_eps`` measures the alternatives.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import time
 from numbers import Integral
@@ -69,7 +36,7 @@ import torch
 from sklearn.utils import check_random_state
 
 from . import __version__
-from ._io import replacing
+from ._io import replacing, write_json
 from .classifier import AdversarialClassifier
 from .datasets import load_digits_pool
 from .metrics import robust_accuracy
@@ -341,9 +308,7 @@ def _run(settings, random_state, output_dir, say, verbose):
         "files": {"results": json_path, "scores_plot": plot_path},
     }
     results["total_seconds"] = time.perf_counter() - started
-    with replacing(json_path) as temporary, open(temporary, "w") as f:
-        json.dump(results, f, indent=2)
-        f.write("\n")
+    write_json(json_path, results)
     if verbose:
         print(format_table(rows))
         print(f"wrote {json_path}" + (f" and {plot_path}" if plot_path else ""))

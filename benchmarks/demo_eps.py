@@ -5,10 +5,10 @@ the real training digits plus the full 2,000-sample synthetic pool, for several
 eps, and evaluates it on the real test digits with the demo's evaluation
 (PGD-20, cross-entropy and CW losses, worst case per sample) or a stronger one.
 
-    python benchmarks/demo_eps.py                     # the demo's PGD-5, 8 epochs
-    python benchmarks/demo_eps.py --attack-steps 10   # PGD-10 training
-    python benchmarks/demo_eps.py --eps 0.2 --eval-steps 100   # stronger attacks
-    python benchmarks/demo_eps.py --eps 0.2 --restarts 5
+    python -m benchmarks.demo_eps                     # the demo's PGD-5, 8 epochs
+    python -m benchmarks.demo_eps --attack-steps 10   # PGD-10 training
+    python -m benchmarks.demo_eps --eps 0.2 --eval-steps 100   # stronger attacks
+    python -m benchmarks.demo_eps --eps 0.2 --restarts 5
 
 Single-threaded, like the demo.
 """

@@ -10,11 +10,10 @@ their agreement with it is reported too.
 
 Run::
 
-    python benchmarks/demo_fidelity.py
+    python -m benchmarks.demo_fidelity
 """
 
-import json
-import os
+import argparse
 import time
 
 import torch
@@ -25,8 +24,11 @@ from advprune import AdversarialPruner
 from advprune.datasets import load_digits_pool
 from advprune.selection import select_lowest
 
+from ._common import RESULTS, save_json
+
 
 def main():
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
     torch.set_num_threads(1)
     rng = check_random_state(0)  # the demo's seed derivation
     data_seed, pruner_seed = (int(s) for s in rng.randint(2**31 - 1, size=4)[:2])
@@ -69,10 +71,7 @@ def main():
     }
     for key, value in result.items():
         print(f"{key:<45}{value:8.3f}")
-    out = os.path.join(os.path.dirname(__file__), "results", "demo_fidelity.json")
-    with open(out + ".tmp", "w") as fh:
-        json.dump(result, fh, indent=2)
-    os.replace(out + ".tmp", out)
+    save_json(RESULTS / "demo_fidelity.json", result)
 
 
 if __name__ == "__main__":

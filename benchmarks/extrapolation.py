@@ -2,7 +2,7 @@
 
 Three runs, each writing JSON under ``benchmarks/results/``:
 
-``python benchmarks/extrapolation.py`` (``--small`` for a quick run)
+``python -m benchmarks.extrapolation`` (``--small`` for a quick run)
     Nearest-neighbour extrapolation of ``--n-scored`` scores to ``--n-queries``
     queries in ``--dim`` dimensions (defaults 50,000 / 1,000,000 / 128) by
     advprune's exact and HNSW searches, FAISS's flat index, scikit-learn's brute
@@ -13,11 +13,11 @@ Three runs, each writing JSON under ``benchmarks/results/``:
     search the Spearman correlation of its predictions with the exact ones on
     clustered embeddings, plus a sweep of ``ef_search``.
 
-``python benchmarks/extrapolation.py --memmap-10m``
+``python -m benchmarks.extrapolation --memmap-10m``
     Predicts 10,000,000 x 64 read-only memory-mapped queries into a memory-mapped
     output in a child process and reports the child's peak RSS.
 
-``python benchmarks/extrapolation.py --calibration``
+``python -m benchmarks.extrapolation --calibration``
     Plain kNN against ``calibrate='quantile'`` on a bimodal importance score over a
     clustered pool with an oracle score for every sample; also how well
     ``extrapolation_report`` (cross-validation on the scored subset alone) predicts
@@ -55,7 +55,8 @@ from advprune.metrics import (
     spearman_scorer,
 )
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from ._common import RESULTS, save_json
+
 N_NEIGHBORS = 12
 N_CLASSES = 10
 LATENT_DIM = 16
@@ -231,10 +232,8 @@ def _load():
 
 
 def _write(name, payload):
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / name
-    path.write_text(json.dumps(payload, indent=2) + "\n")
-    print(f"wrote {path}")
+    save_json(RESULTS / name, payload)
+    print(f"wrote {RESULTS / name}")
 
 
 # ---------------------------------------------------------------- speed
@@ -378,7 +377,7 @@ def run_speed(args):
 
     sweep = ef_sweep(args, data, refs, scores, queries)
     payload = {
-        "command": "python benchmarks/extrapolation.py" + (" --small" * args.small),
+        "command": "python -m benchmarks.extrapolation" + (" --small" * args.small),
         "n_queries": n,
         "n_scored": m,
         "dim": d,
@@ -510,7 +509,7 @@ def run_memmap(args):
     child["children_ru_maxrss_mib"] = (
         resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     )
-    child["command"] = "python benchmarks/extrapolation.py --memmap-10m" + (
+    child["command"] = "python -m benchmarks.extrapolation --memmap-10m" + (
         f" --memmap-rows {n}" * (n != 10_000_000)
     )
     child["environment"] = environment()
@@ -651,7 +650,7 @@ def run_calibration(args):
         "bimodal oracle score"
     )
     results = {
-        "command": "python benchmarks/extrapolation.py --calibration",
+        "command": "python -m benchmarks.extrapolation --calibration",
         "pool": n,
         "dim": d,
         "n_scored": int(scored.sum()),

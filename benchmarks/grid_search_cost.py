@@ -11,12 +11,10 @@ training grows with the number of candidates whatever the cache does.
 
 Run::
 
-    python benchmarks/grid_search_cost.py
+    python -m benchmarks.grid_search_cost
 """
 
 import argparse
-import json
-import os
 import tempfile
 import time
 
@@ -28,6 +26,8 @@ from sklearn.preprocessing import FunctionTransformer
 
 from advprune import AdversarialClassifier, AdversarialPruner, make_pipeline
 from advprune.datasets import load_digits_pool
+
+from ._common import RESULTS, save_json
 
 
 def flatten(X):
@@ -67,9 +67,7 @@ def main():
     )
     parser.add_argument(
         "--out",
-        default=os.path.join(
-            os.path.dirname(__file__), "results", "grid_search_cost.json"
-        ),
+        default=RESULTS / "grid_search_cost.json",
     )
     args = parser.parse_args()
 
@@ -97,11 +95,7 @@ def main():
             t4 = grid_seconds(X, y, four, final(), b, args)
         result[name] = {"one_ratio_s": t1, "four_ratios_s": t4, "ratio": t4 / t1}
         print(f"{name:<24}{t1:>11.1f}{t4:>12.1f}{t4 / t1:>8.2f}")
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    tmp = args.out + ".tmp"
-    with open(tmp, "w") as fh:
-        json.dump(result, fh, indent=2)
-    os.replace(tmp, args.out)
+    save_json(args.out, result)
 
 
 if __name__ == "__main__":

@@ -9,8 +9,8 @@ is always kept whole; only the synthetic pool is pruned.
 
 Run, then regenerate ``docs/results.rst`` and its plots from the JSON files::
 
-    python benchmarks/reproduce.py --config small --jobs 2
-    python benchmarks/reproduce.py --report
+    python -m benchmarks.reproduce --config small --jobs 2
+    python -m benchmarks.reproduce --report
 
 Results go to ``benchmarks/results/reproduce/<config>/``: ``scores/seed<s>.json``
 (timings, Spearman correlations) and ``.npz`` (every score vector) per seed,
@@ -775,7 +775,7 @@ def run(config, out_dir, *, jobs, max_tier, cifar_dir, pool_npz):
     # Logged before any work and updated at the end, so that an invocation
     # stopped part-way is still on record (with ``finished`` None).
     entry = {
-        "command": "python benchmarks/reproduce.py " + " ".join(sys.argv[1:]),
+        "command": "python -m benchmarks.reproduce " + " ".join(sys.argv[1:]),
         "config": _jsonable(dataclasses.asdict(config)),
         "max_tier": max_tier,
         "jobs": jobs,

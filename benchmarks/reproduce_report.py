@@ -3,7 +3,7 @@
 Nothing here trains or attacks a model: the page and the figures are a pure
 function of ``benchmarks/results/reproduce/<config>/`` and are regenerated with::
 
-    python benchmarks/reproduce.py --report
+    python -m benchmarks.reproduce --report
 
 Every statement on the page that answers a question of the benchmark ("within
 one point", "above random beyond the seed-to-seed spread", ...) is computed here
@@ -36,13 +36,13 @@ SCORE_LABELS = {
     "tdds": "TDDS",
 }
 RUN_COMMANDS = {
-    "small": "python benchmarks/reproduce.py --config small --jobs 2",
+    "small": "python -m benchmarks.reproduce --config small --jobs 2",
     "full": (
-        "python benchmarks/reproduce.py --config full --cifar-dir DIR "
+        "python -m benchmarks.reproduce --config full --cifar-dir DIR "
         "--pool-npz POOL.npz"
     ),
 }
-REPORT_COMMAND = "python benchmarks/reproduce.py --report"
+REPORT_COMMAND = "python -m benchmarks.reproduce --report"
 COST_TARGET = 0.15
 
 
@@ -445,7 +445,7 @@ def config_section(name, config_dir, figure_dir, docs_dir):
     out += [title, "-" * len(title), ""]
     n_real, n_pool = runs[0]["n_real"], runs[0]["n_pool"]
     out.append(
-        f"Produced by ``{RUN_COMMANDS.get(name, 'python benchmarks/reproduce.py')}`` "
+        f"Produced by ``{RUN_COMMANDS.get(name, 'python -m benchmarks.reproduce')}`` "
         f"and rendered by ``{REPORT_COMMAND}``; the raw results are the JSON "
         f"files under ``benchmarks/results/reproduce/{name}/`` (one per final "
         f"training in ``runs/``, one per seed in ``scores/``)."
@@ -816,7 +816,7 @@ def _diagnostic_section(config_dir):
     lines = ["Post-hoc diagnostic: how far the subset run trains", "~" * 50, ""]
     lines.append(
         "Not part of the comparison above, and added after its results were "
-        "seen, to explain them; produced by ``python benchmarks/reproduce.py "
+        "seen, to explain them; produced by ``python -m benchmarks.reproduce "
         "--subset-diagnostic --jobs 2``. With a fixed number of epochs, the "
         "scoring run on a 10 % subset takes a tenth of the optimizer steps of "
         "the run on the whole pool. The subset run is repeated as it ran "

@@ -21,9 +21,9 @@ of every phase.
 
 Run::
 
-    python benchmarks/streaming.py                      # 1,000,000 images, ~3 GB
-    python benchmarks/streaming.py --n 100000           # quicker
-    python benchmarks/streaming.py --n 200000 --no-release-pages   # the page cost
+    python -m benchmarks.streaming                      # 1,000,000 images, ~3 GB
+    python -m benchmarks.streaming --n 100000           # quicker
+    python -m benchmarks.streaming --n 200000 --no-release-pages   # the page cost
 """
 
 import argparse
@@ -45,6 +45,8 @@ import advprune
 from advprune import AdversarialPruner
 from advprune.datasets import load_pool, save_npy_chunked
 from advprune.models import SmallCNN
+
+from ._common import save_json
 
 IMAGE_SHAPE = (32, 32, 3)
 N_CLASSES = 10
@@ -124,13 +126,6 @@ def read_status(keys):
 def cpu_seconds():
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
-
-
-def write_json(path, result):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f"{path.name}.tmp")
-    temporary.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(temporary, path)
 
 
 def main():
@@ -227,7 +222,7 @@ def main():
     fit = pruner.timings_
     unscored = int((~pruner.scored_mask_).sum())
     result = {
-        "command": "python benchmarks/streaming.py " + " ".join(sys.argv[1:]),
+        "command": "python -m benchmarks.streaming " + " ".join(sys.argv[1:]),
         "n_samples": args.n,
         "n_scored": args.n - unscored,
         "n_extrapolated": unscored,
@@ -285,7 +280,7 @@ def main():
         },
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    write_json(args.result, result)
+    save_json(args.result, result)
     print(json.dumps(result, indent=2))
     if not args.keep:
         for name in ("images.npy", "labels.npy"):

@@ -9,13 +9,11 @@ machine's absolute timings drift.
 
 Run::
 
-    python benchmarks/training_overhead.py            # 10,000 images
-    python benchmarks/training_overhead.py --n 2000   # quicker
+    python -m benchmarks.training_overhead            # 10,000 images
+    python -m benchmarks.training_overhead --n 2000   # quicker
 """
 
 import argparse
-import json
-import os
 import platform
 import statistics
 import time
@@ -25,6 +23,8 @@ import torch
 from advprune.datasets import load_digits_pool
 from advprune.models import default_model
 from advprune.training import AdversarialTrainer
+
+from ._common import RESULTS, save_json
 
 MODES = {"none": None, "online": "online", "epoch": "epoch"}
 
@@ -58,9 +58,7 @@ def main():
     )
     parser.add_argument(
         "--out",
-        default=os.path.join(
-            os.path.dirname(__file__), "results", "training_overhead.json"
-        ),
+        default=RESULTS / "training_overhead.json",
     )
     args = parser.parse_args()
 
@@ -92,11 +90,7 @@ def main():
         "machine": platform.platform(),
         "threads": torch.get_num_threads(),
     }
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    tmp = args.out + ".tmp"
-    with open(tmp, "w") as fh:
-        json.dump(result, fh, indent=2)
-    os.replace(tmp, args.out)
+    save_json(args.out, result)
 
 
 if __name__ == "__main__":

@@ -295,3 +295,14 @@ def test_grid_search_with_adversarial_pruner_and_classifier():
     )
     clean = cross_val_score(pipe, X, y, cv=2)
     assert clean.shape == (2,)
+
+
+def test_imbalanced_learn_pipeline_names_advprune_make_pipeline():
+    imblearn_pipeline = pytest.importorskip("imblearn.pipeline")
+    X, y = _data()
+    pipe = imblearn_pipeline.make_pipeline(
+        AdversarialPruner(importance="mean_loss", epochs=2, device="cpu"),
+        AdversarialClassifier(epochs=1, device="cpu"),
+    )
+    with pytest.raises(TypeError, match=r"advprune\.make_pipeline"):
+        pipe.fit(X, y)
