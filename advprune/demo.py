@@ -134,8 +134,7 @@ def run_demo(
     previous setting is restored afterwards. The network is so small that each
     operator is microseconds of work: a second thread barely helps on an idle
     machine, and on a busy one every operator waits for the descheduled
-    thread. On two cores shared with other jobs the scoring run took 12 s on
-    one thread and 170 s on two.
+    thread (the user guide's "The demo's settings" gives the measurement).
 
     Examples
     --------

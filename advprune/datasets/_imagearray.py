@@ -208,9 +208,9 @@ class ImageArray:
         ``_GATHER_ROWS`` at a time with the pages released after each block.
 
         A scattered read maps far more of the file than it uses: the kernel
-        maps whole cached folios around each page fault (measured: 2,000 random
-        rows of a 3 GB pool mapped 2.2 GB at once), so a random subset read in
-        one go would show most of the pool in the resident set.
+        maps whole cached folios around each page fault (docs/data.rst gives
+        the measurement), so a random subset read in one go would show most of
+        the pool in the resident set.
         """
         if rows.dtype == bool:
             if rows.shape[0] != len(self):
