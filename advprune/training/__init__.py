@@ -26,6 +26,7 @@ from ._augment import RandomCropFlip
 from ._device import batched_forward, resolve_device, torch_generator
 from ._loop import AdversarialTrainer
 from ._recording import Callback, Dynamics, EpochRecorder, OnlineRecorder
+from ._tracking import PoolTracker
 
 __all__ = [
     "AdversarialTrainer",
@@ -33,6 +34,7 @@ __all__ = [
     "Dynamics",
     "EpochRecorder",
     "OnlineRecorder",
+    "PoolTracker",
     "RandomCropFlip",
     "batched_forward",
     "resolve_device",

@@ -27,7 +27,7 @@ class _Checkpoint:
         if not os.access(self.path.parent, os.W_OK):
             raise ValueError(f"checkpoint_dir {str(directory)!r} is not writable.")
 
-    def save(self, trainer, recorder):
+    def save(self, trainer, callbacks):
         state = {
             "run_key": self.run_key,
             "epoch": trainer.epoch_,
@@ -37,14 +37,14 @@ class _Checkpoint:
             "scaler": trainer.scaler_.state_dict(),
             "generator": trainer.generator_.get_state(),
             "history": trainer.history_,
-            "recorder": None if recorder is None else recorder.state_dict(),
+            "callbacks": [callback.state_dict() for callback in callbacks],
         }
         with replacing(self.path) as temporary, open(temporary, "wb") as fh:
             torch.save(state, fh)
             fh.flush()
             os.fsync(fh.fileno())
 
-    def restore(self, trainer, recorder):
+    def restore(self, trainer, callbacks):
         """Load the saved state into ``trainer``; return the first epoch to run."""
         if not self.path.exists():
             return 0
@@ -61,6 +61,12 @@ class _Checkpoint:
         trainer.scaler_.load_state_dict(state["scaler"])
         trainer.generator_.set_state(state["generator"])
         trainer.history_ = list(state["history"])
-        if recorder is not None:
-            recorder.load_state_dict(state["recorder"])
+        if len(state["callbacks"]) != len(callbacks):
+            raise ValueError(
+                f"checkpoint_dir {str(self.path.parent)!r} holds a checkpoint of a "
+                f"run with {len(state['callbacks'])} recording callbacks, not "
+                f"{len(callbacks)}; use an empty directory."
+            )
+        for callback, saved in zip(callbacks, state["callbacks"], strict=True):
+            callback.load_state_dict(saved)
         return state["epoch"] + 1

@@ -299,8 +299,10 @@ class AdversarialTrainer:
             Further hooks, called after the recorder.
         checkpoint_dir : str, path or None, default=None
             After every epoch, the model, optimizer, schedule, RNG states,
-            history and the dynamics recorded so far are saved there
-            atomically (a temporary file, then a rename). A later call with
+            history, the dynamics recorded so far and the state of every
+            callback with ``state_dict``/``load_state_dict`` methods (such as
+            :class:`PoolTracker`) are saved there atomically (a temporary
+            file, then a rename). A later call with
             the same model initialisation, data and parameters resumes from the
             last saved epoch and ends with the same result (bit-identical on
             the CPU) as an uninterrupted run; a checkpoint of a different run
@@ -362,6 +364,8 @@ class AdversarialTrainer:
         hooks = [h for h in (recorder,) if h is not None] + list(callbacks)
         if self.verbose:
             hooks.append(_ProgressBar())
+        # Callbacks that record something are saved with the checkpoint.
+        stateful = [h for h in hooks if hasattr(h, "state_dict")]
 
         checkpoint = None
         if checkpoint_dir is not None:
@@ -375,14 +379,14 @@ class AdversarialTrainer:
             hook.on_train_begin(self, X=X_tensor, y=y_tensor)
         first_epoch = 0
         if checkpoint is not None:
-            first_epoch = checkpoint.restore(self, recorder)
+            first_epoch = checkpoint.restore(self, stateful)
         for epoch in range(first_epoch, self.epochs):
             self.epoch_ = epoch
             self._run_epoch(X_tensor, y_tensor, hooks)
             for hook in hooks:
                 hook.on_epoch_end(self, epoch=epoch)
             if checkpoint is not None:
-                checkpoint.save(self, recorder)
+                checkpoint.save(self, stateful)
         for hook in hooks:
             hook.on_train_end(self)
         self.model.eval()

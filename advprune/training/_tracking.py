@@ -1,0 +1,120 @@
+"""Pool tracking: the held-out training dynamics of every sample of a pool."""
+
+import time
+
+import joblib
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ._recording import Callback
+
+__all__ = ["PoolTracker"]
+
+
+class PoolTracker(Callback):
+    """Record the clean true-class probability of every pool sample after epochs.
+
+    A callback of the scoring run that trains on a small subset of a pool:
+    after every ``every``-th epoch (and always after the last one) it puts the
+    model in eval mode and streams the whole pool through it, forward passes
+    only, no attack, recording each sample's true-class probability. For the
+    samples the model never trains on, that series is held out: how the
+    prediction of an unseen sample moves while the model learns the subset.
+    It costs one forward pass per pool sample and tracked epoch, a small
+    fraction of an adversarial training step (see the user guide's scoring
+    budget).
+
+    The pool is read ``batch_size`` rows at a time: a read-only ``np.memmap``
+    or an :class:`advprune.datasets.ImageArray` of millions of samples is never
+    loaded whole. The recording is part of the trainer's checkpoint, so an
+    interrupted run resumes with it.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_pool, ...)
+        The pool, in the sample shape the model takes.
+    y : array-like of shape (n_pool,)
+        Integer labels in ``[0, n_classes)``, encoded as the training labels.
+    every : int, default=1
+        Track after epochs ``every - 1, 2 * every - 1, ...`` and the last one.
+    batch_size : int, default=1024
+        Rows per forward pass.
+
+    Attributes
+    ----------
+    epochs_ : ndarray of shape (n_tracked,)
+        The 0-based epochs after which the pool was tracked.
+    series_ : ndarray of shape (n_tracked, n_pool), float32
+        Clean true-class probabilities (eval mode, unaugmented).
+    seconds_ : float
+        Wall time spent tracking, in this process.
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from advprune.training import AdversarialTrainer, PoolTracker
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.uniform(size=(100, 2)).astype("float32")
+    >>> y = (X[:, 0] > 0.5).astype("int64")
+    >>> tracker = PoolTracker(X, y, every=2)
+    >>> trainer = AdversarialTrainer(torch.nn.Linear(2, 2), eps=0.05, epochs=5,
+    ...                              batch_size=10, device="cpu", random_state=0)
+    >>> _ = trainer.fit(X[:20], y[:20], record=None, callbacks=[tracker])
+    >>> tracker.epochs_.tolist(), tracker.series_.shape
+    ([1, 3, 4], (3, 100))
+    """
+
+    def __init__(self, X, y, *, every=1, batch_size=1024):
+        self.X = X
+        self.y = np.asarray(y, dtype=np.int64)
+        self.every = every
+        self.batch_size = batch_size
+
+    def on_train_begin(self, trainer, **kwargs):
+        epochs = np.arange(trainer.epochs)
+        tracked = ((epochs + 1) % self.every == 0) | (epochs == trainer.epochs - 1)
+        self.epochs_ = epochs[tracked]
+        self.series_ = np.full((len(self.epochs_), len(self.y)), np.nan, np.float32)
+        self.seconds_ = 0.0
+
+    @torch.no_grad()
+    def on_epoch_end(self, trainer, epoch=None, **kwargs):
+        slot = np.searchsorted(self.epochs_, epoch)
+        if slot == len(self.epochs_) or self.epochs_[slot] != epoch:
+            return
+        started = time.perf_counter()
+        model, device = trainer.model, trainer.device_
+        was_training = model.training
+        model.eval()
+        for start in range(0, len(self.y), self.batch_size):
+            rows = slice(start, start + self.batch_size)
+            xb = torch.from_numpy(np.array(self.X[rows], dtype=np.float32))
+            yb = torch.from_numpy(self.y[rows]).to(device)
+            with trainer.autocast():
+                logits = model(xb.to(device, non_blocking=True))
+            probas = F.softmax(logits.float(), dim=1)
+            self.series_[slot, rows] = probas.gather(1, yb[:, None])[:, 0].cpu()
+        model.train(was_training)
+        self.seconds_ += time.perf_counter() - started
+
+    def state_dict(self):
+        """The recording so far (for the trainer's checkpoint), with a key of
+        the pool it was recorded on."""
+        return {"series": torch.from_numpy(self.series_), "pool": self._pool_key()}
+
+    def load_state_dict(self, state):
+        """Restore the recording of a checkpoint taken on the same pool."""
+        if state["pool"] != self._pool_key():
+            raise ValueError(
+                "the checkpoint's pool tracking was recorded on another pool (or "
+                "with another `every`); use an empty checkpoint_dir."
+            )
+        self.series_[...] = state["series"].numpy()
+
+    def _pool_key(self):
+        """A cheap key of the pool: its shape, labels, tracked epochs and 64
+        evenly spaced rows (hashing a pool of millions would cost a pass)."""
+        rows = np.unique(np.linspace(0, len(self.y) - 1, 64).astype(np.int64))
+        sample = np.asarray(self.X[rows], dtype=np.float32)
+        return joblib.hash([self.X.shape, self.y, self.epochs_, sample])
