@@ -654,6 +654,7 @@ def extrapolate(
     scores,
     *,
     extrapolator=None,
+    groups=None,
     chunk_size=65536,
     n_jobs=None,
     out=None,
@@ -679,6 +680,11 @@ def extrapolate(
         :class:`ImportanceExtrapolator` with 12 neighbours. When it asks for
         more neighbours (``n_neighbors``) than there are scored samples, it
         uses them all, with a warning.
+    groups : array-like of shape (n_samples,) or None, default=None
+        Extrapolate within groups: one regressor per group (e.g. the class
+        labels, for same-label neighbours), fitted on the group's scored
+        samples and predicting its other samples. Every group needs a scored
+        sample.
     chunk_size : int, default=65536
         Rows predicted per task.
     n_jobs : int or None, default=None
@@ -687,24 +693,27 @@ def extrapolate(
     out : ndarray of shape (n_samples,) or None, default=None
         Where to write the scores (e.g. a writable memmap); allocated when None.
     return_extrapolator : bool, default=False
-        Also return the fitted regressor.
+        Also return the fitted regressor (with ``groups``: a dict from group to
+        regressor).
 
     Returns
     -------
     all_scores : ndarray of shape (n_samples,)
         ``scores`` at ``scored_indices``, predictions elsewhere.
-    extrapolator : regressor
-        The fitted clone; only with ``return_extrapolator=True``.
+    extrapolator : regressor or dict
+        The fitted clone(s); only with ``return_extrapolator=True``.
 
     Examples
     --------
     >>> import numpy as np
     >>> from advprune.extrapolation import extrapolate
     >>> E = np.arange(10.0).reshape(10, 1)
-    >>> s = extrapolate(E, [0, 9], [0.0, 9.0],
-    ...                 extrapolator=ImportanceExtrapolator(n_neighbors=1))
-    >>> s.tolist()
+    >>> one = ImportanceExtrapolator(n_neighbors=1)
+    >>> extrapolate(E, [0, 9], [0.0, 9.0], extrapolator=one).tolist()
     [0.0, 0.0, 0.0, 0.0, 0.0, 9.0, 9.0, 9.0, 9.0, 9.0]
+    >>> labels = np.array([0, 1] * 5)
+    >>> extrapolate(E, [0, 9], [0.0, 9.0], extrapolator=one, groups=labels).tolist()
+    [0.0, 9.0, 0.0, 9.0, 0.0, 9.0, 0.0, 9.0, 0.0, 9.0]
     """
     n = E.shape[0]
     scored_indices = np.asarray(scored_indices)
@@ -721,14 +730,39 @@ def extrapolate(
     ):
         raise ValueError(f"scored_indices must be distinct rows in [0, {n}).")
     out = _check_out(out, n)
-    order = np.argsort(scored_indices, kind="stable")
-    scored_indices, scores = scored_indices[order], scores[order]
-    extrapolator = _fewer_neighbors_if_needed(
-        check_extrapolator(extrapolator), len(scores)
-    )
-    extrapolator.fit(np.asarray(E[scored_indices]), scores)
+    extrapolator = check_extrapolator(extrapolator)
+    scored = np.zeros(n, dtype=bool)
+    scored[scored_indices] = True
+    out[scored_indices] = scores
+    if groups is None:
+        fitted = _extrapolate_rows(
+            E, scored, out, extrapolator, chunk_size, n_jobs, np.ones(n, dtype=bool)
+        )
+        return (out, fitted) if return_extrapolator else out
+    groups = np.asarray(groups)
+    if groups.shape != (n,):
+        raise ValueError(f"groups must have one entry per row of E, ({n},).")
+    fitted = {}
+    for group in np.unique(groups):
+        members = groups == group
+        if not scored[members].any():
+            raise ValueError(
+                f"group {group!r} has no scored sample to extrapolate from; score "
+                f"more samples or extrapolate without groups."
+            )
+        fitted[group] = _extrapolate_rows(
+            E, scored, out, clone(extrapolator), chunk_size, n_jobs, members
+        )
+    return (out, fitted) if return_extrapolator else out
 
-    rest = np.setdiff1d(np.arange(n), scored_indices, assume_unique=True)
+
+def _extrapolate_rows(E, scored, out, extrapolator, chunk_size, n_jobs, members):
+    """Fit ``extrapolator`` on the scored ``members`` of ``E`` and write its
+    predictions for the unscored members into ``out``."""
+    fit_rows = np.flatnonzero(scored & members)
+    extrapolator = _fewer_neighbors_if_needed(extrapolator, len(fit_rows))
+    extrapolator.fit(np.asarray(E[fit_rows]), out[fit_rows])
+    rest = np.flatnonzero(~scored & members)
     chunks = [
         rest[start : start + chunk_size] for start in range(0, len(rest), chunk_size)
     ]
@@ -739,8 +773,7 @@ def extrapolate(
     )
     for chunk, predicted in zip(chunks, predictions, strict=True):
         out[chunk] = predicted
-    out[scored_indices] = scores
-    return (out, extrapolator) if return_extrapolator else out
+    return extrapolator
 
 
 def _predict_rows(extrapolator, E, rows):
