@@ -349,3 +349,24 @@ def test_bad_out_arrays():
     read_only.flags.writeable = False
     with pytest.raises(ValueError, match="out is read-only"):
         ext.predict(Q, out=read_only)
+
+
+def test_extrapolate_within_groups_uses_only_same_group_neighbours():
+    from advprune.extrapolation import extrapolate
+
+    rng = np.random.default_rng(0)
+    E = rng.normal(size=(300, 4))
+    groups = rng.integers(0, 3, 300)
+    scored = np.sort(rng.choice(300, 90, replace=False))
+    scores = rng.normal(size=90)
+    out = extrapolate(E, scored, scores, groups=groups)
+    np.testing.assert_array_equal(out[scored], scores)
+    for g in range(3):
+        fit = scored[groups[scored] == g]
+        rest = np.setdiff1d(np.flatnonzero(groups == g), scored)
+        expected = ImportanceExtrapolator().fit(E[fit], out[fit]).predict(E[rest])
+        np.testing.assert_array_equal(out[rest], expected)
+    lonely = groups.copy()
+    lonely[np.setdiff1d(np.arange(300), scored)[:5]] = 3
+    with pytest.raises(ValueError, match="group 3 has no scored sample"):
+        extrapolate(E, scored, scores, groups=lonely)
