@@ -747,7 +747,7 @@ def extrapolate(
         members = groups == group
         if not scored[members].any():
             raise ValueError(
-                f"group {group!r} has no scored sample to extrapolate from; score "
+                f"group {group.item()!r} has no scored sample to extrapolate from; score "
                 f"more samples or extrapolate without groups."
             )
         fitted[group] = _extrapolate_rows(
