@@ -747,8 +747,8 @@ def extrapolate(
         members = groups == group
         if not scored[members].any():
             raise ValueError(
-                f"group {group.item()!r} has no scored sample to extrapolate from; score "
-                f"more samples or extrapolate without groups."
+                f"group {group.item()!r} has no scored sample to extrapolate from; "
+                f"score more samples or extrapolate without groups."
             )
         fitted[group] = _extrapolate_rows(
             E, scored, out, clone(extrapolator), chunk_size, n_jobs, members

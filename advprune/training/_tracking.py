@@ -7,6 +7,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..attacks import pgd
+from ._device import torch_generator
 from ._recording import Callback
 
 __all__ = ["PoolTracker"]
@@ -38,8 +40,18 @@ class PoolTracker(Callback):
         Integer labels in ``[0, n_classes)``, encoded as the training labels.
     every : int, default=1
         Track after epochs ``every - 1, 2 * every - 1, ...`` and the last one.
+    adversarial : bool, default=False
+        After the last epoch, also record each sample's true-class
+        probability under a PGD attack with the trainer's budget (``eps``,
+        ``norm``, ``bounds``), in eval mode: about ``3 * attack_steps + 1``
+        forward-pass equivalents per sample, once.
+    attack_steps : int or None, default=None
+        Steps of that attack; ``None`` uses the trainer's ``attack_steps``.
     batch_size : int, default=1024
         Rows per forward pass.
+    random_state : int, RandomState or None, default=None
+        Seeds the attack's random starts (its own stream: tracking never
+        changes the training run).
 
     Attributes
     ----------
@@ -47,6 +59,9 @@ class PoolTracker(Callback):
         The 0-based epochs after which the pool was tracked.
     series_ : ndarray of shape (n_tracked, n_pool), float32
         Clean true-class probabilities (eval mode, unaugmented).
+    adversarial_ : ndarray of shape (n_pool,), float32, or None
+        True-class probabilities under attack after the last epoch
+        (``adversarial=True``).
     seconds_ : float
         Wall time spent tracking, in this process.
 
@@ -57,28 +72,46 @@ class PoolTracker(Callback):
     >>> rng = np.random.default_rng(0)
     >>> X = rng.uniform(size=(100, 2)).astype("float32")
     >>> y = (X[:, 0] > 0.5).astype("int64")
-    >>> tracker = PoolTracker(X, y, every=2)
+    >>> tracker = PoolTracker(X, y, every=2, adversarial=True, random_state=0)
     >>> trainer = AdversarialTrainer(torch.nn.Linear(2, 2), eps=0.05, epochs=5,
     ...                              batch_size=10, device="cpu", random_state=0)
     >>> _ = trainer.fit(X[:20], y[:20], record=None, callbacks=[tracker])
-    >>> tracker.epochs_.tolist(), tracker.series_.shape
-    ([1, 3, 4], (3, 100))
+    >>> tracker.epochs_.tolist(), tracker.series_.shape, tracker.adversarial_.shape
+    ([1, 3, 4], (3, 100), (100,))
+    >>> bool((tracker.adversarial_ <= tracker.series_[-1] + 1e-6).mean() > 0.9)
+    True
     """
 
-    def __init__(self, X, y, *, every=1, batch_size=1024):
+    def __init__(
+        self,
+        X,
+        y,
+        *,
+        every=1,
+        adversarial=False,
+        attack_steps=None,
+        batch_size=1024,
+        random_state=None,
+    ):
         self.X = X
         self.y = np.asarray(y, dtype=np.int64)
         self.every = every
+        self.adversarial = adversarial
+        self.attack_steps = attack_steps
         self.batch_size = batch_size
+        self.random_state = random_state
 
     def on_train_begin(self, trainer, **kwargs):
         epochs = np.arange(trainer.epochs)
         tracked = ((epochs + 1) % self.every == 0) | (epochs == trainer.epochs - 1)
         self.epochs_ = epochs[tracked]
         self.series_ = np.full((len(self.epochs_), len(self.y)), np.nan, np.float32)
+        self.adversarial_ = (
+            np.full(len(self.y), np.nan, np.float32) if self.adversarial else None
+        )
+        self._generator = torch_generator(self.random_state)
         self.seconds_ = 0.0
 
-    @torch.no_grad()
     def on_epoch_end(self, trainer, epoch=None, **kwargs):
         slot = np.searchsorted(self.epochs_, epoch)
         if slot == len(self.epochs_) or self.epochs_[slot] != epoch:
@@ -87,21 +120,45 @@ class PoolTracker(Callback):
         model, device = trainer.model, trainer.device_
         was_training = model.training
         model.eval()
+        attack = self.adversarial and epoch == trainer.epochs - 1
         for start in range(0, len(self.y), self.batch_size):
             rows = slice(start, start + self.batch_size)
             xb = torch.from_numpy(np.array(self.X[rows], dtype=np.float32))
+            xb = xb.to(device, non_blocking=True)
             yb = torch.from_numpy(self.y[rows]).to(device)
-            with trainer.autocast():
-                logits = model(xb.to(device, non_blocking=True))
-            probas = F.softmax(logits.float(), dim=1)
-            self.series_[slot, rows] = probas.gather(1, yb[:, None])[:, 0].cpu()
+            self.series_[slot, rows] = self._true_probability(trainer, xb, yb)
+            if attack:
+                with trainer.autocast():
+                    x_adv = pgd(
+                        model,
+                        xb,
+                        yb,
+                        eps=trainer.eps,
+                        norm=trainer.norm,
+                        steps=self.attack_steps or trainer.attack_steps,
+                        step_size=None if self.attack_steps else trainer.step_size,
+                        bounds=trainer.bounds_,
+                        generator=self._generator,
+                    )
+                self.adversarial_[rows] = self._true_probability(trainer, x_adv, yb)
         model.train(was_training)
         self.seconds_ += time.perf_counter() - started
+
+    @staticmethod
+    @torch.no_grad()
+    def _true_probability(trainer, x, y):
+        with trainer.autocast():
+            logits = trainer.model(x)
+        probas = F.softmax(logits.float(), dim=1)
+        return probas.gather(1, y[:, None])[:, 0].cpu().numpy()
 
     def state_dict(self):
         """The recording so far (for the trainer's checkpoint), with a key of
         the pool it was recorded on."""
-        return {"series": torch.from_numpy(self.series_), "pool": self._pool_key()}
+        state = {"series": torch.from_numpy(self.series_), "pool": self._pool_key()}
+        if self.adversarial:
+            state["adversarial"] = torch.from_numpy(self.adversarial_)
+        return state
 
     def load_state_dict(self, state):
         """Restore the recording of a checkpoint taken on the same pool."""
@@ -111,10 +168,13 @@ class PoolTracker(Callback):
                 "with another `every`); use an empty checkpoint_dir."
             )
         self.series_[...] = state["series"].numpy()
+        if self.adversarial:
+            self.adversarial_[...] = state["adversarial"].numpy()
 
     def _pool_key(self):
         """A cheap key of the pool: its shape, labels, tracked epochs and 64
         evenly spaced rows (hashing a pool of millions would cost a pass)."""
         rows = np.unique(np.linspace(0, len(self.y) - 1, 64).astype(np.int64))
         sample = np.asarray(self.X[rows], dtype=np.float32)
-        return joblib.hash([self.X.shape, self.y, self.epochs_, sample])
+        settings = [self.epochs_, self.adversarial, self.attack_steps]
+        return joblib.hash([self.X.shape, self.y, settings, sample])
