@@ -8,6 +8,8 @@ seed becomes a subset, an initialisation and a training run, so that
 the same scores for the same settings and seed.
 """
 
+import inspect
+import math
 import time
 from dataclasses import dataclass
 from numbers import Integral
@@ -20,9 +22,50 @@ from sklearn.utils.validation import check_memory
 from ._validation import check_model_output
 from .models import _fingerprint, build_model
 from .selection import stratified_subset
-from .training import AdversarialTrainer, Dynamics
+from .training import AdversarialTrainer, Dynamics, PoolTracker
+from .training._tracking import pool_key
 
-__all__ = ["ScoringRun", "scoring_run", "subset_count"]
+__all__ = ["ScoringRun", "Tracking", "scoring_run", "subset_count"]
+
+_TRAINER_DEFAULTS = {
+    name: inspect.signature(AdversarialTrainer).parameters[name].default
+    for name in ("epochs", "batch_size")
+}
+
+
+@dataclass
+class Tracking:
+    """The subset model's predictions on every pool sample during a scoring run.
+
+    Attributes
+    ----------
+    epochs : ndarray of shape (n_tracked,)
+        The 0-based epochs after which the pool was tracked.
+    clean : ndarray of shape (n_tracked, n_samples), float32
+        Clean true-class probabilities of every sample of ``X`` (eval mode):
+        held out for the samples outside the subset, training values for the
+        subset.
+    adversarial : ndarray of shape (n_samples,), float32, or None
+        True-class probabilities under PGD after the last epoch.
+    seconds : float
+        Wall time spent tracking.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from advprune.scoring import scoring_run
+    >>> X = np.random.default_rng(0).random((60, 3)).astype("float32")
+    >>> run = scoring_run(X, X[:, 0] > 0.5, subset_size=20, epochs=4,
+    ...                   attack_steps=1, device="cpu", random_state=0,
+    ...                   track_every=2, track_adversarial=True)
+    >>> run.tracking.epochs.tolist(), run.tracking.clean.shape
+    ([1, 3], (2, 60))
+    """
+
+    epochs: np.ndarray
+    clean: np.ndarray
+    adversarial: np.ndarray | None
+    seconds: float
 
 
 @dataclass
@@ -35,14 +78,19 @@ class ScoringRun:
         Sorted rows of ``X`` that were trained on and recorded.
     model : torch.nn.Module
         The trained scoring network, in eval mode, on the CPU.
-    dynamics : advprune.training.Dynamics
-        The recording; its columns follow ``subset``.
+    dynamics : advprune.training.Dynamics or None
+        The recording; its columns follow ``subset``. None with
+        ``record=None``.
     history : list of dict
         Per epoch: training loss, training (adversarial) accuracy, seconds.
     classes : ndarray of shape (n_classes,)
         The class labels; the network's column ``k`` is ``classes[k]``.
     seconds : float
         Wall time of the run (for a ``memory`` cache hit, of loading it).
+    batch_size : int
+        The training batch size used (cut by ``min_steps``).
+    tracking : Tracking or None
+        The pool tracking, with ``track_every``.
 
     Examples
     --------
@@ -57,10 +105,12 @@ class ScoringRun:
 
     subset: np.ndarray
     model: torch.nn.Module
-    dynamics: Dynamics
+    dynamics: Dynamics | None
     history: list
     classes: np.ndarray
     seconds: float
+    batch_size: int
+    tracking: Tracking | None
 
 
 def subset_count(subset_size, n_samples):
@@ -86,6 +136,10 @@ def scoring_run(
     model=None,
     record="epoch",
     record_probas=False,
+    track_every=None,
+    track_adversarial=False,
+    track_attack_steps=None,
+    min_steps=None,
     require_every_class=False,
     random_state=None,
     memory=None,
@@ -112,13 +166,28 @@ def scoring_run(
         Samples scored: a fraction of ``n_samples`` or a count.
     model : None, str or torch.nn.Module, default=None
         The scoring network, as :func:`advprune.models.build_model` takes it.
-    record : {"epoch", "online"}, default="epoch"
+    record : {"epoch", "online"} or None, default="epoch"
         ``"epoch"``: the paper's protocol, clean and PGD true-class
-        probabilities in eval mode after every epoch. ``"online"``: read off
-        the training step (adversarial only, nearly free).
+        probabilities of the subset in eval mode after every epoch.
+        ``"online"``: read off the training step (adversarial only, nearly
+        free). ``None``: no recording.
     record_probas : bool, default=False
         Also record the class probabilities (float16), for the scores of
         :func:`advprune.scores.requires_probas`.
+    track_every : int or None, default=None
+        Track the whole of ``X`` with :class:`advprune.training.PoolTracker`
+        after every ``track_every``-th epoch and the last one: one clean
+        forward pass per sample and tracked epoch. ``None``: no tracking.
+    track_adversarial : bool, default=False
+        With tracking, also attack every sample of ``X`` once after the last
+        epoch (PGD with the run's ``eps``).
+    track_attack_steps : int or None, default=None
+        Steps of that attack; ``None``: the run's ``attack_steps``.
+    min_steps : int or None, default=None
+        A floor on the optimizer steps of the run: the batch size is cut, at
+        the same number of epochs (so the same sample passes), until the run
+        takes at least ``min_steps`` steps. A 200-sample subset at batch 128
+        takes 2 steps per epoch, too few to learn from.
     require_every_class : bool, default=False
         Refuse, before training, a subset that holds no sample of some class
         (class-balanced selection needs scored samples of every class).
@@ -171,12 +240,28 @@ def scoring_run(
         model, X_subset.shape[1:], len(classes), random_state=init_seed
     )
     check_model_output(network, X_subset[:2], len(classes))
+    training = {**_TRAINER_DEFAULTS, **training}
+    if min_steps is not None:
+        steps_per_epoch = math.ceil(min_steps / training["epochs"])
+        training["batch_size"] = min(
+            training["batch_size"], max(1, len(subset) // steps_per_epoch)
+        )
+    tracker = None
+    if track_every is not None:
+        tracker = PoolTracker(
+            X,
+            y_codes,
+            every=track_every,
+            adversarial=track_adversarial,
+            attack_steps=track_attack_steps,
+            random_state=train_seed,
+        )
 
     train = check_memory(memory).cache(
-        _train_subset, ignore=["model", "verbose", "checkpoint_dir"]
+        _train_subset, ignore=["model", "tracker", "verbose", "checkpoint_dir"]
     )
     started = time.perf_counter()
-    trained, dynamics, history = train(
+    trained, dynamics, history, tracking = train(
         X_subset,
         y_codes[subset].astype(np.int64),
         network,
@@ -184,6 +269,10 @@ def scoring_run(
         training,
         record,
         record_probas,
+        tracker,
+        None
+        if tracker is None
+        else [pool_key(X, y_codes), track_every, track_adversarial, track_attack_steps],
         train_seed,
         verbose,
         checkpoint_dir,
@@ -195,6 +284,8 @@ def scoring_run(
         history=history,
         classes=classes,
         seconds=time.perf_counter() - started,
+        batch_size=training["batch_size"],
+        tracking=tracking,
     )
 
 
@@ -206,20 +297,31 @@ def _train_subset(
     training,
     record,
     record_probas,
+    tracker,
+    tracker_key,
     seed,
     verbose,
     checkpoint_dir,
 ):
     """The training run itself; a module-level function so that
     ``joblib.Memory`` can cache it on its arguments (the model through
-    ``model_key``)."""
+    ``model_key``, the tracked pool through ``tracker_key``)."""
     trainer = AdversarialTrainer(model, random_state=seed, verbose=verbose, **training)
     dynamics = trainer.fit(
         X_subset,
         y_subset,
         record=record,
         record_probas=record_probas,
+        callbacks=() if tracker is None else (tracker,),
         checkpoint_dir=checkpoint_dir,
     )
     trainer.model.cpu().eval()
-    return trainer.model, dynamics, trainer.history_
+    tracking = None
+    if tracker is not None:
+        tracking = Tracking(
+            epochs=tracker.epochs_,
+            clean=tracker.series_,
+            adversarial=tracker.adversarial_,
+            seconds=tracker.seconds_,
+        )
+    return trainer.model, dynamics, trainer.history_, tracking

@@ -155,14 +155,14 @@ class PoolTracker(Callback):
     def state_dict(self):
         """The recording so far (for the trainer's checkpoint), with a key of
         the pool it was recorded on."""
-        state = {"series": torch.from_numpy(self.series_), "pool": self._pool_key()}
+        state = {"series": torch.from_numpy(self.series_), "pool": self._key()}
         if self.adversarial:
             state["adversarial"] = torch.from_numpy(self.adversarial_)
         return state
 
     def load_state_dict(self, state):
         """Restore the recording of a checkpoint taken on the same pool."""
-        if state["pool"] != self._pool_key():
+        if state["pool"] != self._key():
             raise ValueError(
                 "the checkpoint's pool tracking was recorded on another pool (or "
                 "with another `every`); use an empty checkpoint_dir."
@@ -171,10 +171,13 @@ class PoolTracker(Callback):
         if self.adversarial:
             self.adversarial_[...] = state["adversarial"].numpy()
 
-    def _pool_key(self):
-        """A cheap key of the pool: its shape, labels, tracked epochs and 64
-        evenly spaced rows (hashing a pool of millions would cost a pass)."""
-        rows = np.unique(np.linspace(0, len(self.y) - 1, 64).astype(np.int64))
-        sample = np.asarray(self.X[rows], dtype=np.float32)
+    def _key(self):
         settings = [self.epochs_, self.adversarial, self.attack_steps]
-        return joblib.hash([self.X.shape, self.y, settings, sample])
+        return [pool_key(self.X, self.y), joblib.hash(settings)]
+
+
+def pool_key(X, y):
+    """A cheap key of a pool: its shape, labels and 64 evenly spaced rows
+    (hashing a pool of millions would cost a pass over it)."""
+    rows = np.unique(np.linspace(0, len(y) - 1, 64).astype(np.int64))
+    return joblib.hash([X.shape, np.asarray(y), np.asarray(X[rows], dtype=np.float32)])
