@@ -138,7 +138,7 @@ def scoring_run(
     record_probas=False,
     track_every=None,
     track_adversarial=False,
-    track_attack_steps=None,
+    measure_attack_steps=None,
     min_steps=None,
     require_every_class=False,
     random_state=None,
@@ -181,8 +181,10 @@ def scoring_run(
     track_adversarial : bool, default=False
         With tracking, also attack every sample of ``X`` once after the last
         epoch (PGD with the run's ``eps``).
-    track_attack_steps : int or None, default=None
-        Steps of that attack; ``None``: the run's ``attack_steps``.
+    measure_attack_steps : int or None, default=None
+        PGD steps of the attacks that measure samples rather than train on
+        them (the epoch recording and the tracking's adversarial pass);
+        ``None``: the training attack's ``attack_steps``.
     min_steps : int or None, default=None
         A floor on the optimizer steps of the run: the batch size is cut, at
         the same number of epochs (so the same sample passes), until the run
@@ -242,9 +244,8 @@ def scoring_run(
     check_model_output(network, X_subset[:2], len(classes))
     training = {**_TRAINER_DEFAULTS, **training}
     if min_steps is not None:
-        steps_per_epoch = math.ceil(min_steps / training["epochs"])
-        training["batch_size"] = min(
-            training["batch_size"], max(1, len(subset) // steps_per_epoch)
+        training["batch_size"] = _batch_size_for_steps(
+            len(subset), training["batch_size"], min_steps, training["epochs"]
         )
     tracker = None
     if track_every is not None:
@@ -253,7 +254,7 @@ def scoring_run(
             y_codes,
             every=track_every,
             adversarial=track_adversarial,
-            attack_steps=track_attack_steps,
+            attack_steps=measure_attack_steps,
             random_state=train_seed,
         )
 
@@ -269,10 +270,11 @@ def scoring_run(
         training,
         record,
         record_probas,
+        measure_attack_steps,
         tracker,
         None
         if tracker is None
-        else [pool_key(X, y_codes), track_every, track_adversarial, track_attack_steps],
+        else [pool_key(X, y_codes), track_every, track_adversarial],
         train_seed,
         verbose,
         checkpoint_dir,
@@ -289,6 +291,16 @@ def scoring_run(
     )
 
 
+def _batch_size_for_steps(n_samples, batch_size, min_steps, epochs):
+    """The largest batch size up to ``batch_size`` with which ``epochs`` passes
+    over ``n_samples`` take at least ``min_steps`` optimizer steps (or 1)."""
+    steps_per_epoch = math.ceil(min_steps / epochs)
+    batch_size = min(batch_size, max(1, math.ceil(n_samples / steps_per_epoch)))
+    while batch_size > 1 and math.ceil(n_samples / batch_size) < steps_per_epoch:
+        batch_size -= 1
+    return batch_size
+
+
 def _train_subset(
     X_subset,
     y_subset,
@@ -297,6 +309,7 @@ def _train_subset(
     training,
     record,
     record_probas,
+    measure_attack_steps,
     tracker,
     tracker_key,
     seed,
@@ -312,6 +325,7 @@ def _train_subset(
         y_subset,
         record=record,
         record_probas=record_probas,
+        record_attack_steps=measure_attack_steps,
         callbacks=() if tracker is None else (tracker,),
         checkpoint_dir=checkpoint_dir,
     )

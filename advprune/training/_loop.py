@@ -186,7 +186,7 @@ class AdversarialTrainer:
 
     # -- the per-batch steps --------------------------------------------------
 
-    def attack(self, x, y, *, generator=None, loss="ce"):
+    def attack(self, x, y, *, generator=None, loss="ce", steps=None):
         """Return PGD inputs against the model in its current mode.
 
         Parameters
@@ -196,6 +196,9 @@ class AdversarialTrainer:
         generator : torch.Generator or None
             Random starts; ``None`` uses the trainer's own generator.
         loss : {"ce", "cw"} or callable, default="ce"
+        steps : int or None, default=None
+            PGD steps; ``None`` uses ``attack_steps`` (and ``step_size``),
+            otherwise the step is ``2.5 * eps / steps``.
         """
         with self.autocast():
             return pgd(
@@ -204,8 +207,8 @@ class AdversarialTrainer:
                 y,
                 eps=self.eps,
                 norm=self.norm,
-                steps=self.attack_steps,
-                step_size=self.step_size,
+                steps=self.attack_steps if steps is None else steps,
+                step_size=self.step_size if steps is None else None,
                 loss=loss,
                 bounds=self.bounds_,
                 generator=self.generator_ if generator is None else generator,
@@ -275,6 +278,7 @@ class AdversarialTrainer:
         record_indices=None,
         record="epoch",
         record_probas=False,
+        record_attack_steps=None,
         callbacks=(),
         checkpoint_dir=None,
     ):
@@ -295,6 +299,9 @@ class AdversarialTrainer:
         record_probas : bool, default=False
             Also keep float16 class probabilities of shape
             (epochs, n_recorded, n_classes).
+        record_attack_steps : int or None, default=None
+            PGD steps of the epoch recording's attack; ``None`` uses the
+            training attack's.
         callbacks : sequence of Callback, default=()
             Further hooks, called after the recorder.
         checkpoint_dir : str, path or None, default=None
@@ -357,6 +364,7 @@ class AdversarialTrainer:
             recorder = EpochRecorder(
                 record_indices,
                 record_probas=record_probas,
+                attack_steps=record_attack_steps,
                 random_state=record_seed,
             )
         elif record == "online":

@@ -161,6 +161,8 @@ class EpochRecorder(_Recorder):
         Rows of the training data to record.
     record_probas : bool, default=False
         Also keep the full class probabilities (float16).
+    attack_steps : int or None, default=None
+        PGD steps of the recording's attack; ``None`` uses the trainer's.
     random_state : int or None, default=None
         Seed of the attack's random starts.
 
@@ -185,8 +187,11 @@ class EpochRecorder(_Recorder):
     True
     """
 
-    def __init__(self, indices, *, record_probas=False, random_state=None):
+    def __init__(
+        self, indices, *, record_probas=False, attack_steps=None, random_state=None
+    ):
         super().__init__(indices, record_probas=record_probas)
+        self.attack_steps = attack_steps
         self.random_state = random_state
 
     def on_train_begin(self, trainer, X=None, y=None, **kwargs):
@@ -204,7 +209,9 @@ class EpochRecorder(_Recorder):
             rows = torch.as_tensor(self.indices[positions])
             xb = self._X[rows].to(trainer.device_, non_blocking=True)
             yb = self._y[rows].to(trainer.device_, non_blocking=True)
-            x_adv = trainer.attack(xb, yb, generator=self._generator)
+            x_adv = trainer.attack(
+                xb, yb, generator=self._generator, steps=self.attack_steps
+            )
             with torch.no_grad(), trainer.autocast():
                 clean = F.softmax(model(xb).float(), dim=1)
                 adversarial = F.softmax(model(x_adv).float(), dim=1)

@@ -7,7 +7,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..attacks import pgd
 from ._device import torch_generator
 from ._recording import Callback
 
@@ -128,18 +127,9 @@ class PoolTracker(Callback):
             yb = torch.from_numpy(self.y[rows]).to(device)
             self.series_[slot, rows] = self._true_probability(trainer, xb, yb)
             if attack:
-                with trainer.autocast():
-                    x_adv = pgd(
-                        model,
-                        xb,
-                        yb,
-                        eps=trainer.eps,
-                        norm=trainer.norm,
-                        steps=self.attack_steps or trainer.attack_steps,
-                        step_size=None if self.attack_steps else trainer.step_size,
-                        bounds=trainer.bounds_,
-                        generator=self._generator,
-                    )
+                x_adv = trainer.attack(
+                    xb, yb, generator=self._generator, steps=self.attack_steps
+                )
                 self.adversarial_[rows] = self._true_probability(trainer, x_adv, yb)
         model.train(was_training)
         self.seconds_ += time.perf_counter() - started
