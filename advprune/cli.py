@@ -308,6 +308,7 @@ def _cmd_extrapolate(args):
             ),
             chunk_size=_CHUNK_ROWS,
             out=all_scores,
+            verbose=not args.quiet,
         )
         all_scores.flush()
         del all_scores
@@ -320,6 +321,14 @@ def _cmd_extrapolate(args):
 
 def _cmd_prune(args):
     output = _check_output(args.output)
+    if args.hist is not None:
+        _check_output(args.hist)
+        from ._plots import require_matplotlib
+
+        try:
+            require_matplotlib("--hist")
+        except ImportError as exc:
+            raise _UsageError(str(exc)) from None
     scores = _load(args.scores, what="scores")
     if scores.ndim != 1:
         raise _UsageError(f"scores must be 1-D, one per sample; got {scores.shape}")
@@ -341,8 +350,26 @@ def _cmd_prune(args):
     )
     kept = np.flatnonzero(keep).astype(np.int64)
     _save_npy(output, kept)
+    written = [output]
+    if args.hist is not None:
+        from ._plots import score_histogram
+
+        rule = args.selection + (", class-balanced" if args.class_balanced else "")
+        written.append(
+            score_histogram(
+                args.hist,
+                scores,
+                keep,
+                threshold=args.selection == "lowest" and not args.class_balanced,
+                title=f"{len(scores)} scores, prune ratio {args.prune_ratio:g} "
+                f"({rule})",
+            )
+        )
     if not args.quiet:
-        print(f"kept {len(kept)} of {len(scores)} samples; wrote {output}")
+        print(
+            f"kept {len(kept)} of {len(scores)} samples; wrote "
+            + " and ".join(map(str, written))
+        )
 
 
 # -- the parser -----------------------------------------------------------------
@@ -358,6 +385,7 @@ def _cmd_convert(args):
             image_key=args.image_key,
             label_key=args.label_key,
             chunk_size=args.chunk_size,
+            verbose=not args.quiet,
         )
     except OSError as exc:  # missing input, full disk, no permission
         raise _UsageError(_one_line(exc)) from None
@@ -581,6 +609,15 @@ def _build_parser():
         default=0,
         help="seed of the draws of 'stratified' (default: %(default)s)",
     )
+    prune.add_argument(
+        "--hist",
+        metavar="PATH.png",
+        help=(
+            "also write a histogram of the scores, kept against pruned, with "
+            "the threshold of the 'lowest' rule marked (needs matplotlib, the "
+            "'plot' extra)"
+        ),
+    )
     prune.add_argument("--quiet", action="store_true", help="no summary line")
     prune.set_defaults(handler=_cmd_prune)
 
@@ -608,7 +645,9 @@ def _build_parser():
         default=65536,
         help="images per block written (default: %(default)s)",
     )
-    convert.add_argument("--quiet", action="store_true", help="no summary line")
+    convert.add_argument(
+        "--quiet", action="store_true", help="no progress bar, no summary line"
+    )
     convert.set_defaults(handler=_cmd_convert)
     return parser
 

@@ -27,6 +27,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._mmap import release_pages
+from ._progress import progress_bar
 
 __all__ = ["ImportanceExtrapolator", "check_extrapolator", "extrapolate"]
 
@@ -658,6 +659,7 @@ def extrapolate(
     n_jobs=None,
     out=None,
     return_extrapolator=False,
+    verbose=False,
 ):
     """Scores of every sample: direct where scored, predicted from ``E`` elsewhere.
 
@@ -688,6 +690,8 @@ def extrapolate(
         Where to write the scores (e.g. a writable memmap); allocated when None.
     return_extrapolator : bool, default=False
         Also return the fitted regressor.
+    verbose : bool, default=False
+        A progress bar over the predicted rows, advanced chunk by chunk.
 
     Returns
     -------
@@ -737,8 +741,12 @@ def extrapolate(
     predictions = Parallel(n_jobs=n_jobs, return_as="generator", pre_dispatch="n_jobs")(
         delayed(_predict_rows)(extrapolator, E, chunk) for chunk in chunks
     )
-    for chunk, predicted in zip(chunks, predictions, strict=True):
-        out[chunk] = predicted
+    with progress_bar(
+        total=len(rest), desc="extrapolating", unit="sample", verbose=verbose
+    ) as bar:
+        for chunk, predicted in zip(chunks, predictions, strict=True):
+            out[chunk] = predicted
+            bar.update(len(chunk))
     out[scored_indices] = scores
     return (out, extrapolator) if return_extrapolator else out
 

@@ -167,6 +167,23 @@ def test_prune_class_balanced_keeps_counts_per_class(tmp_path, monkeypatch, caps
     assert "kept 5 of 10 samples" in capsys.readouterr().out
 
 
+def test_prune_writes_a_histogram_with_the_threshold(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    np.save("s.npy", np.random.default_rng(0).gamma(2.0, size=500))
+    argv = ["prune", "s.npy", "-o", "kept.npy", "--prune-ratio", "0.3"]
+    assert main([*argv, "--hist", "hist.png"]) == 0
+    assert "wrote kept.npy and hist.png" in capsys.readouterr().out
+    assert (tmp_path / "hist.png").read_bytes().startswith(b"\x89PNG")
+    # Without matplotlib: one line naming the extra, before anything is written.
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    assert main([*argv[:2], "-o", "other.npy", "--hist", "h.png"]) == 2
+    assert_usage_error(
+        subprocess.CompletedProcess(argv, 2, "", capsys.readouterr().err),
+        "'plot' extra",
+    )
+    assert not (tmp_path / "other.npy").exists()
+
+
 def test_prune_stratified_is_reproducible(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     np.save("s.npy", np.random.default_rng(0).normal(size=200))
@@ -258,6 +275,10 @@ BAD_ARGUMENTS = {
     ),
     "missing output directory": (
         ["prune", "scores.npy", "-o", "no/such/dir/k.npy"],
+        "does not exist",
+    ),
+    "missing histogram directory": (
+        ["prune", "scores.npy", "-o", "k.npy", "--hist", "no/such/dir/h.png"],
         "does not exist",
     ),
     "missing required option": (["prune", "scores.npy"], "-o/--output"),
@@ -355,6 +376,10 @@ def test_convert_writes_memmappable_pool(tmp_path):
     np.savez_compressed(tmp_path / "pool.npz", image=images, label=labels)
     result = run_cli("convert", "pool.npz", "out", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+    # A progress bar by default; nothing with --quiet.
+    assert "converting: 100%" in result.stderr and "7/7" in result.stderr
+    quiet = run_cli("convert", "pool.npz", "out", "--quiet", cwd=tmp_path)
+    assert quiet.returncode == 0 and quiet.stderr == quiet.stdout == ""
     stored = np.load(tmp_path / "out" / "images.npy", mmap_mode="r")
     assert isinstance(stored, np.memmap)
     np.testing.assert_array_equal(stored, images)

@@ -15,6 +15,7 @@ import zlib
 import numpy as np
 
 from .._io import replacing, replacing_all
+from .._progress import progress_bar
 from ._imagearray import ImageArray
 from ._paths import _check_input_file, _check_output_file, _check_path
 
@@ -384,6 +385,12 @@ def _read_exactly(f, n_bytes):
     return b"".join(parts) if len(parts) != 1 else parts[0]
 
 
+def _counted(chunks, bar):
+    for chunk in chunks:
+        yield chunk
+        bar.update(len(chunk))
+
+
 def _labels_as_int64(chunks):
     limit = np.iinfo(np.int64).max
     for chunk in chunks:
@@ -393,7 +400,13 @@ def _labels_as_int64(chunks):
 
 
 def convert_npz_pool(
-    npz_path, out_dir, *, image_key="image", label_key="label", chunk_size=65536
+    npz_path,
+    out_dir,
+    *,
+    image_key="image",
+    label_key="label",
+    chunk_size=65536,
+    verbose=False,
 ):
     """Convert a generated pool from the published ``.npz`` layout to ``.npy`` files.
 
@@ -428,6 +441,8 @@ def convert_npz_pool(
     chunk_size : int, default=65536
         Rows read and written at a time (65,536 images of 32x32x3 are
         200 MB).
+    verbose : bool, default=False
+        A progress bar over the images written.
 
     Returns
     -------
@@ -521,12 +536,15 @@ def convert_npz_pool(
         n_bytes = images.shape[0] * (math.prod(images.shape[1:]) + 8)
         _check_free_space(out_dir, n_bytes, f"the pool of {str(npz_path)!r}")
         images_temporary, labels_temporary = temporaries
-        _write_npy(
-            images_temporary,
-            images.chunks(chunk_size),
-            images.shape,
-            np.dtype(np.uint8),
-        )
+        with progress_bar(
+            total=images.shape[0], desc="converting", unit="image", verbose=verbose
+        ) as bar:
+            _write_npy(
+                images_temporary,
+                _counted(images.chunks(chunk_size), bar),
+                images.shape,
+                np.dtype(np.uint8),
+            )
         _write_npy(
             labels_temporary,
             _labels_as_int64(labels.chunks(chunk_size)),

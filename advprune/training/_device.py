@@ -91,7 +91,9 @@ def torch_generator(random_state=None):
 
 
 @torch.no_grad()
-def batched_forward(model, X, *, batch_size=512, device="cpu", transform=None):
+def batched_forward(
+    model, X, *, batch_size=512, device="cpu", transform=None, progress=None
+):
     """Apply ``model`` (or ``transform(model, batch)``) to ``X`` in batches.
 
     The model's train/eval mode is left as it is: callers that want inference
@@ -106,6 +108,8 @@ def batched_forward(model, X, *, batch_size=512, device="cpu", transform=None):
     device : str or torch.device, default="cpu"
     transform : callable or None, default=None
         ``transform(model, x_batch) -> tensor``; ``None`` calls ``model(x)``.
+    progress : tqdm.tqdm or None, default=None
+        A progress bar advanced by the rows of each batch.
 
     Returns
     -------
@@ -128,6 +132,8 @@ def batched_forward(model, X, *, batch_size=512, device="cpu", transform=None):
         ).to(device)
         out = model(batch) if transform is None else transform(model, batch)
         outputs.append(out.float().cpu().numpy())
+        if progress is not None:
+            progress.update(len(batch))
     if not outputs:
         raise ValueError("X must contain at least one sample.")
     return np.concatenate(outputs)

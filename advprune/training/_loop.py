@@ -72,7 +72,9 @@ class AdversarialTrainer:
     random_state : int, RandomState or None, default=None
         Seeds batch order and attack random starts.
     verbose : bool, default=False
-        Show a tqdm progress bar over epochs.
+        Show a progress bar over the batches of the whole run (with the
+        epoch, the last epoch's loss and training accuracy, and an ETA), and
+        one over each epoch's recording.
 
     Attributes
     ----------

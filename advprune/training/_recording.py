@@ -1,13 +1,14 @@
 """Callbacks of the training loop: the recorders of training dynamics and the
 progress bar."""
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
+from .._progress import progress_bar
 from ._device import torch_generator
 
 __all__ = ["Callback", "Dynamics", "EpochRecorder", "OnlineRecorder"]
@@ -199,17 +200,25 @@ class EpochRecorder(_Recorder):
         was_training = model.training
         model.eval()
         step = trainer.batch_size
-        for start in range(0, len(self.indices), step):
-            positions = np.arange(start, min(start + step, len(self.indices)))
-            rows = torch.as_tensor(self.indices[positions])
-            xb = self._X[rows].to(trainer.device_, non_blocking=True)
-            yb = self._y[rows].to(trainer.device_, non_blocking=True)
-            x_adv = trainer.attack(xb, yb, generator=self._generator)
-            with torch.no_grad(), trainer.autocast():
-                clean = F.softmax(model(xb).float(), dim=1)
-                adversarial = F.softmax(model(x_adv).float(), dim=1)
-            self._store("clean", epoch, positions, clean, yb)
-            self._store("adversarial", epoch, positions, adversarial, yb)
+        with progress_bar(
+            total=len(self.indices),
+            desc=f"recording epoch {epoch + 1}",
+            unit="sample",
+            verbose=trainer.verbose,
+            leave=False,
+        ) as bar:
+            for start in range(0, len(self.indices), step):
+                positions = np.arange(start, min(start + step, len(self.indices)))
+                rows = torch.as_tensor(self.indices[positions])
+                xb = self._X[rows].to(trainer.device_, non_blocking=True)
+                yb = self._y[rows].to(trainer.device_, non_blocking=True)
+                x_adv = trainer.attack(xb, yb, generator=self._generator)
+                with torch.no_grad(), trainer.autocast():
+                    clean = F.softmax(model(xb).float(), dim=1)
+                    adversarial = F.softmax(model(x_adv).float(), dim=1)
+                self._store("clean", epoch, positions, clean, yb)
+                self._store("adversarial", epoch, positions, adversarial, yb)
+                bar.update(len(positions))
         model.train(was_training)
 
     def on_train_end(self, trainer, **kwargs):
@@ -270,14 +279,32 @@ class OnlineRecorder(_Recorder):
 
 
 class _ProgressBar(Callback):
+    """One bar over every batch of the run, so that a long epoch shows its
+    progress and an ETA; the postfix names the epoch and the last epoch's loss
+    and training accuracy."""
+
     def on_train_begin(self, trainer, X=None, y=None, **kwargs):
-        self._bar = tqdm(
-            total=trainer.epochs, desc="adversarial training", unit="epoch"
+        self._steps = math.ceil(len(X) / trainer.batch_size)
+        self._bar = progress_bar(
+            total=trainer.epochs * self._steps,
+            desc="adversarial training",
+            unit="batch",
+        )
+        self._last = ""
+
+    def on_batch_end(self, trainer, **kwargs):
+        # A resumed run starts at its first unfinished epoch.
+        behind = trainer.epoch_ * self._steps - self._bar.n
+        self._bar.update(max(behind, 0) + 1)
+        self._bar.set_postfix_str(
+            f"epoch {trainer.epoch_ + 1}/{trainer.epochs}{self._last}", refresh=False
         )
 
     def on_epoch_end(self, trainer, epoch=None, **kwargs):
-        self._bar.set_postfix(trainer.history_[-1] if trainer.history_ else {})
-        self._bar.update()
+        last = trainer.history_[-1]
+        self._last = (
+            f", loss {last['loss']:.3f}, train acc {last['train_accuracy']:.3f}"
+        )
 
     def on_train_end(self, trainer, **kwargs):
         self._bar.close()
