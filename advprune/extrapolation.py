@@ -14,6 +14,7 @@ search can be used on embeddings from any model.
 
 # SPDX-License-Identifier: BSD-3-Clause
 
+import operator
 import warnings
 from contextlib import contextmanager
 from numbers import Integral
@@ -660,6 +661,7 @@ def extrapolate(
     out=None,
     return_extrapolator=False,
     verbose=False,
+    shard=None,
 ):
     """Scores of every sample: direct where scored, predicted from ``E`` elsewhere.
 
@@ -692,6 +694,13 @@ def extrapolate(
         Also return the fitted regressor.
     verbose : bool, default=False
         A progress bar over the predicted rows, advanced chunk by chunk.
+    shard : (int, int) or None, default=None
+        ``(index, count)``: predict only chunks ``index, index + count, ...``
+        of the unscored rows, the same chunks as without ``shard``, and write
+        the direct scores only when ``index == 0``; every other entry of
+        ``out`` is left as it is. ``count`` processes with one index each
+        predict every row exactly once, each row as one process would (the
+        data-parallel pruner merges their ``out``).
 
     Returns
     -------
@@ -725,6 +734,7 @@ def extrapolate(
     ):
         raise ValueError(f"scored_indices must be distinct rows in [0, {n}).")
     out = _check_out(out, n)
+    index, count = _check_shard(shard)
     order = np.argsort(scored_indices, kind="stable")
     scored_indices, scores = scored_indices[order], scores[order]
     extrapolator = _fewer_neighbors_if_needed(
@@ -735,20 +745,38 @@ def extrapolate(
     rest = np.setdiff1d(np.arange(n), scored_indices, assume_unique=True)
     chunks = [
         rest[start : start + chunk_size] for start in range(0, len(rest), chunk_size)
-    ]
+    ][index::count]
     # Dispatch no further ahead than the workers: every chunk read ahead is a
     # chunk_size block of E held in memory.
     predictions = Parallel(n_jobs=n_jobs, return_as="generator", pre_dispatch="n_jobs")(
         delayed(_predict_rows)(extrapolator, E, chunk) for chunk in chunks
     )
     with progress_bar(
-        total=len(rest), desc="extrapolating", unit="sample", verbose=verbose
+        total=sum(map(len, chunks)),
+        desc="extrapolating",
+        unit="sample",
+        verbose=verbose,
     ) as bar:
         for chunk, predicted in zip(chunks, predictions, strict=True):
             out[chunk] = predicted
             bar.update(len(chunk))
-    out[scored_indices] = scores
+    if index == 0:
+        out[scored_indices] = scores
     return (out, extrapolator) if return_extrapolator else out
+
+
+def _check_shard(shard):
+    if shard is None:
+        return 0, 1
+    try:
+        index, count = (operator.index(v) for v in shard)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"shard must be None or a pair of ints (index, count); got {shard!r}."
+        ) from None
+    if not 0 <= index < count:
+        raise ValueError(f"shard must have 0 <= index < count; got {shard!r}.")
+    return index, count
 
 
 def _predict_rows(extrapolator, E, rows):

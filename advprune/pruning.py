@@ -47,6 +47,7 @@ from .scores import SCORES, compute_score, requires_probas
 from .scoring import scoring_run, subset_count
 from .selection import RULES, select
 from .training import Dynamics, resolve_device
+from .training._distributed import merge_disjoint, world
 
 __all__ = ["AdversarialPruner"]
 
@@ -458,21 +459,37 @@ default="model"
         started = time.perf_counter()
         X_subset = np.asarray(X[subset], dtype=np.float32)
         self.embedding_ = fit_embedding(self.embedding, self.model_, X_subset)
-        # Every row is embedded once: the subset to fit on, the rest to predict.
-        with self._progress(len(codes), "embedding") as bar:
+        # In a data-parallel run each process embeds and extrapolates its
+        # share of the chunks, and all of them end with every score.
+        rank, world_size = world()
+        scores = None if world_size == 1 else np.full(len(codes), np.nan)
+        # Each row is embedded once: the subset to fit on, the rest (this
+        # process's chunks of it) to predict.
+        rest = len(codes) - len(subset)
+        chunk = self.chunk_size
+        embedded = len(subset) + sum(
+            min(chunk, rest - start)
+            for start in range(rank * chunk, rest, world_size * chunk)
+        )
+        with self._progress(embedded, "embedding") as bar:
             E = EmbeddedRows(
                 X, self.embedding_, progress=bar, **self._embedding_kwargs()
             )
-            self.scores_, self.extrapolator_ = extrapolate(
+            scores, self.extrapolator_ = extrapolate(
                 E,
                 subset,
                 subset_scores,
                 extrapolator=self.extrapolator,
                 chunk_size=self.chunk_size,
                 n_jobs=self.n_jobs,
+                out=scores,
                 return_extrapolator=True,
                 verbose=self.verbose,
+                shard=(rank, world_size),
             )
+        if world_size > 1:
+            scores = merge_disjoint(scores, "AdversarialPruner.scores_")
+        self.scores_ = scores
         self.scored_mask_ = np.zeros(len(codes), dtype=bool)
         self.scored_mask_[subset] = True
         self.timings_ = {

@@ -5,6 +5,8 @@ from numbers import Integral
 import numpy as np
 import torch
 
+from ._distributed import local_cuda_device
+
 __all__ = ["batched_forward", "resolve_device", "torch_generator"]
 
 
@@ -15,7 +17,9 @@ def resolve_device(device="auto"):
     ----------
     device : str or torch.device, default="auto"
         ``"auto"`` picks CUDA when it is available, else the CPU. Anything else
-        is passed to ``torch.device``.
+        is passed to ``torch.device``. In a data-parallel job started by
+        ``torchrun``, ``"auto"`` and ``"cuda"`` mean the process's own GPU,
+        ``cuda:LOCAL_RANK``.
 
     Returns
     -------
@@ -34,13 +38,15 @@ def resolve_device(device="auto"):
     device(type='cpu')
     """
     if isinstance(device, str) and device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError) as exc:
         raise ValueError(
             f"device must be 'auto', 'cpu', 'cuda' or a torch.device; got {device!r}."
         ) from exc
+    if resolved.type == "cuda" and resolved.index is None:
+        resolved = local_cuda_device() or resolved
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(
             f"device={str(device)!r}, but CUDA is not available to this PyTorch "

@@ -96,6 +96,22 @@ class Callback:
     def on_train_end(self, trainer, **kwargs):
         """Called once after the last epoch."""
 
+    def recorded_arrays(self):
+        """Per-sample recordings to merge across processes in data-parallel
+        training.
+
+        Returns a dict of floating-point arrays whose first axis is the epoch,
+        ``{name: array of shape (n_epochs, ...)}``. In a data-parallel run
+        (under ``torchrun``) each process records only its share of the samples
+        (``trainer.shard(n)``) and leaves every other entry NaN; after each
+        epoch's :meth:`on_epoch_end` of every callback, the trainer replaces
+        slice ``[epoch]`` of each array in place by its merge over the
+        processes (every entry from the one process that recorded it, an
+        error if two did), so that every process holds the whole recording
+        and a checkpoint saves it. Nothing to merge by default.
+        """
+        return {}
+
 
 class _Recorder(Callback):
     """Shared storage of the two recorders: a float32 series per signal and,
@@ -107,13 +123,20 @@ class _Recorder(Callback):
 
     def _allocate(self, trainer, n_classes, signals):
         n_epochs, n = trainer.epochs, len(self.indices)
+        # NaN until recorded: the convention of recorded_arrays.
         self.series_ = {s: np.full((n_epochs, n), np.nan, np.float32) for s in signals}
         self.probas_ = {
-            s: np.zeros((n_epochs, n, n_classes), np.float16)
+            s: np.full((n_epochs, n, n_classes), np.nan, np.float16)
             if self.record_probas
             else None
             for s in signals
         }
+
+    def recorded_arrays(self):
+        arrays = {f"series.{k}": v for k, v in self.series_.items()}
+        if self.record_probas:
+            arrays.update({f"probas.{k}": v for k, v in self.probas_.items()})
+        return arrays
 
     def _store(self, signal, epoch, positions, probas, y):
         probas = probas.float()
@@ -154,7 +177,8 @@ class EpochRecorder(_Recorder):
     The paper's protocol: model in eval mode, no augmentation, PGD with the
     trainer's own budget (``eps``, ``norm``, ``attack_steps``, cross-entropy)
     against the current model. The random starts draw from their own generator
-    so that recording does not change the training run.
+    so that recording does not change the training run. In a data-parallel run
+    each process records its share of every batch of recorded samples.
 
     Parameters
     ----------
@@ -208,17 +232,25 @@ class EpochRecorder(_Recorder):
             leave=False,
         ) as bar:
             for start in range(0, len(self.indices), step):
-                positions = np.arange(start, min(start + step, len(self.indices)))
+                batch = np.arange(start, min(start + step, len(self.indices)))
+                # This process's share of the batch (all of it in one process).
+                positions = batch[trainer.shard(len(batch))]
                 rows = torch.as_tensor(self.indices[positions])
                 xb = self._X[rows].to(trainer.device_, non_blocking=True)
                 yb = self._y[rows].to(trainer.device_, non_blocking=True)
-                x_adv = trainer.attack(xb, yb, generator=self._generator)
-                with torch.no_grad(), trainer.autocast():
-                    clean = F.softmax(model(xb).float(), dim=1)
-                    adversarial = F.softmax(model(x_adv).float(), dim=1)
-                self._store("clean", epoch, positions, clean, yb)
-                self._store("adversarial", epoch, positions, adversarial, yb)
-                bar.update(len(positions))
+                x_adv = trainer.attack(
+                    xb,
+                    yb,
+                    generator=self._generator,
+                    of_batch=len(batch) if trainer.world_size_ > 1 else None,
+                )
+                if len(positions):
+                    with torch.no_grad(), trainer.autocast():
+                        clean = F.softmax(model(xb).float(), dim=1)
+                        adversarial = F.softmax(model(x_adv).float(), dim=1)
+                    self._store("clean", epoch, positions, clean, yb)
+                    self._store("adversarial", epoch, positions, adversarial, yb)
+                bar.update(len(batch))
         model.train(was_training)
 
     def on_train_end(self, trainer, **kwargs):

@@ -1,0 +1,1 @@
+"""Benchmarks of advprune; each module prints its command in its docstring."""
