@@ -584,13 +584,13 @@ def _build_parser():
             "Score a 10%% subset of a synthetic digits pool, extrapolate, prune "
             "50%%, then adversarially train on real + pruned, real + random and "
             "real + full pool; print clean and robust accuracy, write "
-            "results.json and scores.png."
+            "results.json, scores.png and accuracy.png."
         ),
     )
     demo.add_argument(
         "--output-dir",
         default="advprune-demo",
-        help="directory for results.json and scores.png (default: %(default)s)",
+        help="directory for results.json and the plots (default: %(default)s)",
     )
     demo.add_argument(
         "--random-state",

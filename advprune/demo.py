@@ -16,8 +16,10 @@ a generative model of their training split):
    accuracy (:func:`advprune.metrics.robust_accuracy`, worst case per sample over
    PGD with cross-entropy and CW losses).
 
-The results go to a table on stdout, ``results.json`` and a histogram of the
-direct and extrapolated scores, ``scores.png``.
+The results go to a table on stdout, ``results.json``, a histogram of the
+direct and extrapolated scores with the pruning threshold, ``scores.png``, and
+a bar chart of the clean and robust accuracy of the three training sets,
+``accuracy.png`` (the plots need matplotlib, the ``plot`` extra).
 
 Attack budget. The digits' pixels are 0..16 divided by 16, so one grey level
 is 0.0625, and an L-infinity budget ``eps`` lets the attacker move every pixel
@@ -137,7 +139,8 @@ def run_demo(
         :func:`~advprune.metrics.robust_accuracy` (cross-entropy and CW
         losses, one random start each, worst case per sample).
     output_dir : str or path-like, default="advprune-demo"
-        Directory for ``results.json`` and ``scores.png``; created if missing.
+        Directory for ``results.json``, ``scores.png`` and ``accuracy.png``;
+        created if missing.
     random_state : int, RandomState or None, default=0
         Seeds the data, the scored subset, the random pool subset, the models
         and the attacks. The same integer gives the same numbers on the CPU.
@@ -158,8 +161,9 @@ def run_demo(
           ``"n_train"``, ``"clean_accuracy"``, ``"robust_accuracy"``,
           ``"train_seconds"``, ``"scoring_seconds"`` (0 where nothing was
           scored) and ``"eval_seconds"`` (the robust-accuracy attack);
-        - ``"files"``: paths of ``results.json`` and ``scores.png`` (``None``
-          when matplotlib is not installed);
+        - ``"files"``: paths of ``results.json``, ``scores.png`` and
+          ``accuracy.png`` (the plots ``None`` when matplotlib is not
+          installed);
         - ``"total_seconds"``: wall time of the whole demo.
 
     Notes
