@@ -404,6 +404,7 @@ def _cmd_prune_pool(args):
     from .models import MODEL_NAMES
     from .pruning import AdversarialPruner
     from .selection import n_pruned
+    from .training import resolve_device
 
     if args.model is not None and args.model not in MODEL_NAMES:
         raise _UsageError(
@@ -435,6 +436,7 @@ def _cmd_prune_pool(args):
     )
     # Every parameter is checked before the pool is read or converted.
     pruner._validate_params()
+    resolve_device(args.device)
     verbose = not args.quiet
 
     with tempfile.TemporaryDirectory(
