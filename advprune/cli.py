@@ -770,9 +770,10 @@ def _build_parser():
             ".npy files in a temporary directory, score a random subset by an "
             "adversarial training run, extrapolate the scores to every image, "
             "remove the PRUNE_RATIO fraction with the lowest scores, and write "
-            "the kept images and labels to OUT in the same layout, plus "
-            "OUT_scores.npy (the score of every pool image) and OUT_kept.npy "
-            "(the sorted row numbers of the kept images in POOL). Streams the "
+            "the kept images and labels to PRUNED.npz in the same layout, plus "
+            "PRUNED_scores.npy (the score of every pool image) and "
+            "PRUNED_kept.npy (the sorted row numbers of the kept images in "
+            "POOL). Streams the "
             "pool chunk by chunk, so pools larger than memory work; every "
             "output is written atomically; POOL is never modified."
         ),
