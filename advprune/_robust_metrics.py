@@ -14,12 +14,19 @@ import numpy as np
 from sklearn.pipeline import Pipeline as _SklearnPipeline
 from sklearn.utils.validation import check_is_fitted
 
+from ._progress import progress_bar
 from ._validation import check_bounds
 
 __all__ = ["make_robust_scorer", "robust_accuracy"]
 
 _NORMS = ("linf", "l2")
 _LOSSES = ("ce", "cw")
+_ATTACKS = ("pgd", "autoattack")
+
+# AutoAttack's standard version targets the 9 classes after the predicted
+# one; its targeted DLR loss reads the 3rd and 4th largest logits.
+_AUTOATTACK_TARGETS = 9
+_AUTOATTACK_MIN_CLASSES = 4
 
 
 def _is_int(value):
@@ -30,8 +37,27 @@ def _is_real(value):
     return isinstance(value, Real) and not isinstance(value, bool)
 
 
-def _check_options(eps, norm, steps, step_size, losses, restarts, batch_size):
+def _import_autoattack():
+    """AutoAttack's class from the optional ``pyautoattack`` package."""
+    try:
+        from pyautoattack import AutoAttack
+    except ImportError as exc:
+        raise ImportError(
+            "attack='autoattack' needs the official AutoAttack implementation, the "
+            "'autoattack' extra of advprune: pip install -e \".[autoattack]\" in a "
+            "checkout (or pip install pyautoattack)."
+        ) from exc
+    return AutoAttack
+
+
+def _check_options(
+    eps, norm, steps, step_size, losses, restarts, batch_size, attack="pgd"
+):
     """Validate the attack options; return ``losses`` as a tuple."""
+    if not isinstance(attack, str) or attack not in _ATTACKS:
+        raise ValueError(f"attack must be one of {_ATTACKS}; got {attack!r}.")
+    if attack == "autoattack":
+        _import_autoattack()
     if eps is not None and not (_is_real(eps) and np.isfinite(eps) and eps >= 0):
         raise ValueError(f"eps must be None or a finite float >= 0; got {eps!r}.")
     if norm is not None and norm not in _NORMS:
@@ -110,14 +136,18 @@ def robust_accuracy(
     restarts=1,
     batch_size=256,
     random_state=None,
+    attack="pgd",
+    verbose=False,
 ):
-    """Accuracy under PGD attacks, worst case per sample over losses and restarts.
+    """Accuracy under attack: PGD (worst case per sample over losses and
+    restarts) or AutoAttack.
 
     A sample counts as robust only if the clean prediction is right and every
-    attack (each loss in ``losses``, each of ``restarts`` random starts) fails
-    to change it. Attacks run on the model in eval mode, with the input box
-    (``bounds``) the classifier was trained with. Samples already broken are
-    not attacked again, which changes the cost, not the result.
+    attack (each loss in ``losses``, each of ``restarts`` random starts, or
+    each attack of AutoAttack) fails to change it. Attacks run on the model in
+    eval mode, with the input box (``bounds``) the classifier was trained
+    with. Samples already broken are not attacked again, which changes the
+    cost, not the result.
 
     Parameters
     ----------
@@ -151,6 +181,21 @@ def robust_accuracy(
         Samples attacked at a time.
     random_state : int, RandomState or None, default=None
         Seeds the random starts; an integer makes the result reproducible.
+    attack : {"pgd", "autoattack"}, default="pgd"
+        ``"pgd"``: the PGD attacks above, fast. ``"autoattack"``: the standard
+        version of AutoAttack (Croce and Hein, 2020: APGD-CE, APGD-T, FAB-T and
+        Square with 5,000 queries), the evaluation robustness papers and
+        RobustBench report, through the official implementation (the
+        ``autoattack`` extra, package ``pyautoattack``). It fixes its own
+        settings, so ``steps``, ``step_size``, ``losses`` and ``restarts`` do
+        not apply; it needs images (its Square attack perturbs square
+        patches), inputs in [0, 1] (``bounds=(0, 1)``) and at least 4
+        classes (with fewer than 10 its targeted attacks target every other
+        class). Several times slower than PGD-50 and never above it in
+        expectation: a sample robust to AutoAttack has survived a stronger
+        attack.
+    verbose : bool, default=False
+        A progress bar over the samples.
 
     Returns
     -------
@@ -162,10 +207,15 @@ def robust_accuracy(
     ------
     ValueError
         If an option is invalid, ``X`` does not match the classifier, or a
-        pipeline step transforms ``X``.
+        pipeline step transforms ``X``; for ``attack="autoattack"``, if the
+        classifier is not an image classifier with at least 4 classes trained
+        in ``bounds=(0, 1)``.
     TypeError
         If ``estimator`` is not an ``AdversarialClassifier`` or a pipeline
         ending in one.
+    ImportError
+        If ``attack="autoattack"`` and the ``autoattack`` extra is not
+        installed.
 
     See Also
     --------
@@ -187,12 +237,13 @@ def robust_accuracy(
     >>> robust_accuracy(clf, X, y, eps=0.0, steps=1) == clf.score(X, y)
     True
     """
-    losses = _check_options(eps, norm, steps, step_size, losses, restarts, batch_size)
+    losses = _check_options(
+        eps, norm, steps, step_size, losses, restarts, batch_size, attack
+    )
     clf = _attacked_classifier(estimator)
 
     import torch
 
-    from .attacks import pgd
     from .training import torch_generator
 
     X = clf._validate_X(X, reset=False)
@@ -209,26 +260,59 @@ def robust_accuracy(
     bounds = check_bounds(clf.bounds)
     generator = torch_generator(random_state)
     model, device = clf.module_.eval(), clf.device_
+    if attack == "pgd":
+        survive = _pgd_survivors(
+            model, eps, norm, steps, step_size, losses, restarts, bounds, generator
+        )
+        name = f"PGD-{steps}"
+    else:
+        survive = _autoattack_survivors(
+            model, eps, norm, len(clf.classes_), X.shape, bounds, generator, device
+        )
+        name = "AutoAttack"
 
     robust = np.zeros(len(X), dtype=bool)
-    for start in range(0, len(X), batch_size):
-        # A copy: torch refuses to wrap read-only (memmapped) arrays silently.
-        x = torch.from_numpy(np.array(X[start : start + batch_size], np.float32))
-        x = x.to(device)
-        target = targets[start : start + batch_size]
-        with torch.no_grad():
-            alive = model(x).argmax(1).cpu().numpy() == target
+    with progress_bar(
+        total=len(X), desc=f"robust accuracy ({name})", unit="sample", verbose=verbose
+    ) as bar:
+        for start in range(0, len(X), batch_size):
+            # A copy: torch refuses to wrap read-only (memmapped) arrays silently.
+            x = torch.from_numpy(np.array(X[start : start + batch_size], np.float32))
+            x = x.to(device)
+            target = targets[start : start + batch_size]
+            with torch.no_grad():
+                alive = model(x).argmax(1).cpu().numpy() == target
+            rows = np.flatnonzero(alive)
+            if rows.size and eps > 0:
+                x_rows = x[torch.from_numpy(rows).to(device)]
+                y_rows = torch.from_numpy(target[rows]).to(device)
+                alive[rows] = survive(x_rows, y_rows)
+            robust[start : start + batch_size] = alive
+            bar.update(len(x))
+    return float(robust.mean())
+
+
+def _pgd_survivors(
+    model, eps, norm, steps, step_size, losses, restarts, bounds, generator
+):
+    """``survive(x, y) -> bool array``: which correctly classified samples
+    every PGD attack (each loss, each restart) fails to break."""
+    import torch
+
+    from .attacks import pgd
+
+    def survive(x, y):
+        alive = np.ones(len(x), dtype=bool)
         for _ in range(restarts):
             for loss in losses:
                 rows = np.flatnonzero(alive)
                 if not rows.size:
-                    break
-                x_rows = x[torch.from_numpy(rows).to(device)]
-                y_rows = torch.from_numpy(target[rows]).to(device)
+                    return alive
+                index = torch.from_numpy(rows).to(x.device)
                 x_adv = pgd(
                     model,
-                    x_rows,
-                    y_rows,
+                    x[index],
+                    y[index],
                     eps,
                     norm=norm,
                     steps=steps,
@@ -239,10 +323,60 @@ def robust_accuracy(
                     generator=generator,
                 )
                 with torch.no_grad():
-                    held = (model(x_adv).argmax(1) == y_rows).cpu().numpy()
+                    held = (model(x_adv).argmax(1) == y[index]).cpu().numpy()
                 alive[rows[~held]] = False
-        robust[start : start + batch_size] = alive
-    return float(robust.mean())
+        return alive
+
+    return survive
+
+
+def _autoattack_survivors(
+    model, eps, norm, n_classes, shape, bounds, generator, device
+):
+    """``survive(x, y) -> bool array`` through AutoAttack's standard version,
+    after checking that it applies to this classifier."""
+    if len(shape) != 4:
+        raise ValueError(
+            "attack='autoattack' needs image inputs (n_samples, channels, height, "
+            f"width): its Square attack perturbs square patches; X has shape {shape}."
+        )
+    if bounds != (0.0, 1.0):
+        raise ValueError(
+            "attack='autoattack' keeps inputs in [0, 1], AutoAttack's fixed box; "
+            f"the classifier was trained with bounds={bounds}."
+        )
+    if n_classes < _AUTOATTACK_MIN_CLASSES:
+        raise ValueError(
+            f"attack='autoattack' needs at least {_AUTOATTACK_MIN_CLASSES} classes "
+            f"(its targeted DLR loss compares the 3rd and 4th largest logits); the "
+            f"classifier has {n_classes}."
+        )
+    import torch
+
+    AutoAttack = _import_autoattack()
+    seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
+    adversary = AutoAttack(
+        model,
+        eps=eps,
+        norm={"linf": "Linf", "l2": "L2"}[norm],
+        seed=seed,
+        device=device,
+        version="standard",
+    )
+    adversary.verbose = False
+    # Fewer than 10 classes: target every other class, as many as exist.
+    targets = min(_AUTOATTACK_TARGETS, n_classes - 1)
+    adversary.apgd_targeted.n_target_classes = targets
+    adversary.fab.n_target_classes = targets
+    # AutoAttack reseeds torch's global generators; the caller's stay as they were.
+    devices = [device] if device.type == "cuda" else []
+
+    def survive(x, y):
+        with torch.random.fork_rng(devices=devices):
+            _, predicted = adversary.run_standard_evaluation(x, y, batch_size=len(x))
+        return (predicted == y).cpu().numpy()
+
+    return survive
 
 
 class _RobustScorer:
@@ -267,7 +401,9 @@ def make_robust_scorer(**kwargs):
     **kwargs
         Keyword arguments of :func:`robust_accuracy` (``eps``, ``norm``,
         ``steps``, ``step_size``, ``losses``, ``restarts``, ``batch_size``,
-        ``random_state``), checked now rather than at the first call.
+        ``random_state``, ``attack``, ``verbose``), checked now rather than at
+        the first call. ``attack="autoattack"`` scores by AutoAttack's
+        standard version.
 
     Returns
     -------
@@ -282,6 +418,9 @@ def make_robust_scorer(**kwargs):
         If a keyword is not a parameter of :func:`robust_accuracy`.
     ValueError
         If a value is invalid.
+    ImportError
+        If ``attack="autoattack"`` and the ``autoattack`` extra is not
+        installed.
 
     Examples
     --------
@@ -317,6 +456,7 @@ def make_robust_scorer(**kwargs):
             "losses",
             "restarts",
             "batch_size",
+            "attack",
         )
     }
     _check_options(**options)

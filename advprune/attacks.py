@@ -187,10 +187,11 @@ def _per_sample_norm(t):
     return t.flatten(1).norm(p=2, dim=1).view(-1, *([1] * (t.ndim - 1)))
 
 
-def _random_start(x, eps, norm, generator):
+def _random_start(shape, eps, norm, generator, *, dtype, device):
+    """Offsets uniform in the ``eps`` ball, one per row of a batch of ``shape``,
+    drawn on the generator's device and moved to ``device``."""
     draw_device = generator.device if generator is not None else torch.device("cpu")
-    draw_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
-    shape = x.shape
+    draw_dtype = torch.float64 if dtype == torch.float64 else torch.float32
     if norm == "linf":
         unit = torch.rand(
             shape, generator=generator, device=draw_device, dtype=draw_dtype
@@ -202,15 +203,15 @@ def _random_start(x, eps, norm, generator):
             shape, generator=generator, device=draw_device, dtype=draw_dtype
         )
         direction = direction / _per_sample_norm(direction).clamp_min(1e-12)
-        n_features = x[0].numel()
+        n_features = math.prod(shape[1:])
         u = torch.rand(
-            (shape[0],) + (1,) * (x.ndim - 1),
+            (shape[0],) + (1,) * (len(shape) - 1),
             generator=generator,
             device=draw_device,
             dtype=draw_dtype,
         )
         delta = direction * eps * u.pow(1.0 / n_features)
-    return delta.to(device=x.device, dtype=x.dtype)
+    return delta.to(device=device, dtype=dtype)
 
 
 def _project(x, x_adv, eps, norm, bounds):
@@ -250,10 +251,14 @@ def _attack(
     x = x.detach()
     if eps == 0:
         return x.clone()
-    if random_start:
-        x_adv = _project(
-            x, x + _random_start(x, eps, norm, generator), eps, norm, bounds
+    if isinstance(random_start, torch.Tensor):
+        start = random_start.to(device=x.device, dtype=x.dtype)
+        x_adv = _project(x, x + start, eps, norm, bounds)
+    elif random_start:
+        start = _random_start(
+            x.shape, eps, norm, generator, dtype=x.dtype, device=x.device
         )
+        x_adv = _project(x, x + start, eps, norm, bounds)
     else:
         x_adv = x.clone()
     with torch.enable_grad():
@@ -315,11 +320,15 @@ def pgd(
         (:func:`cw_margin_loss`), or a callable ``(logits, y) -> losses`` returning a
         tensor of shape (n_samples,). The per-sample losses are summed before
         differentiating, so each sample's step does not depend on the batch size.
-    random_start : bool, default=True
+    random_start : bool or torch.Tensor, default=True
         Start from a uniform random point of the ball: uniform in the cube for
         ``"linf"``; for ``"l2"`` a Gaussian direction scaled to radius
         ``eps * u**(1/d)`` with ``u ~ U(0, 1)`` and ``d`` the number of features,
-        which is uniform in the ball. The start is clamped to ``bounds``.
+        which is uniform in the ball. The start is clamped to ``bounds``. A
+        tensor of ``x``'s shape is the start's offset from ``x`` itself,
+        projected onto the ball, for callers that draw the starts (the
+        data-parallel trainer draws a whole batch's starts in every process
+        and attacks its own rows with theirs).
     bounds : tuple of (float, float) or None, default=(0.0, 1.0)
         Box ``(low, high)`` of valid inputs, ``low < high``. ``None`` means unbounded
         features (no clamping).
@@ -379,6 +388,14 @@ def pgd(
     bounds = check_bounds(bounds)
     _check_generator(generator)
     _check_inputs(model, x, y, loss_fn)
+    if isinstance(random_start, torch.Tensor):
+        if random_start.shape != x.shape:
+            raise ValueError(
+                f"`random_start` as a tensor must have the shape of `x`, "
+                f"{tuple(x.shape)}; got {tuple(random_start.shape)}."
+            )
+    else:
+        random_start = bool(random_start)
     return _attack(
         model,
         x,
@@ -388,7 +405,7 @@ def pgd(
         steps,
         step_size,
         loss_fn,
-        bool(random_start),
+        random_start,
         bounds,
         generator,
     )

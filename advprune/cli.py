@@ -26,6 +26,7 @@ message on stderr.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import zipfile
 from pathlib import Path
@@ -187,6 +188,16 @@ def _non_negative_float(text):
     return value
 
 
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number; got {text!r}") from None
+    if not value > 0 or not np.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a number > 0; got {text}")
+    return value
+
+
 def _subset_size(text):
     """A fraction in (0, 1] when written with a point or exponent, else a count."""
     if text.isdigit():
@@ -205,6 +216,22 @@ def _cmd_demo(args):
         random_state=args.random_state,
         verbose=not args.quiet,
     )
+
+
+def _scoring_params(args):
+    """The pruner's parameters that `_add_scoring_options` sets."""
+    return {
+        "importance": args.importance,
+        "subset_size": args.subset_size,
+        "epochs": args.epochs,
+        "eps": args.eps,
+        "norm": args.norm,
+        "attack_steps": args.attack_steps,
+        "batch_size": args.batch_size,
+        "device": args.device,
+        "random_state": args.random_state,
+        "verbose": not args.quiet,
+    }
 
 
 def _cmd_score(args):
@@ -228,18 +255,7 @@ def _cmd_score(args):
     # The pruner's own fit, so that the scores are those of the Python API for
     # the same settings and seed; the ratio only matters to `advprune prune`.
     pruner = AdversarialPruner(
-        prune_ratio=0.0,
-        importance=args.importance,
-        subset_size=args.subset_size,
-        epochs=args.epochs,
-        eps=args.eps,
-        norm=args.norm,
-        attack_steps=args.attack_steps,
-        batch_size=args.batch_size,
-        chunk_size=_CHUNK_ROWS,
-        device=args.device,
-        random_state=args.random_state,
-        verbose=verbose,
+        prune_ratio=0.0, chunk_size=_CHUNK_ROWS, **_scoring_params(args)
     ).fit(X, y)
     subset = pruner.subset_indices_
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -308,6 +324,7 @@ def _cmd_extrapolate(args):
             ),
             chunk_size=_CHUNK_ROWS,
             out=all_scores,
+            verbose=not args.quiet,
         )
         all_scores.flush()
         del all_scores
@@ -320,6 +337,14 @@ def _cmd_extrapolate(args):
 
 def _cmd_prune(args):
     output = _check_output(args.output)
+    if args.hist is not None:
+        _check_output(args.hist)
+        from ._plots import require_matplotlib
+
+        try:
+            require_matplotlib("--hist")
+        except ImportError as exc:
+            raise _UsageError(str(exc)) from None
     scores = _load(args.scores, what="scores")
     if scores.ndim != 1:
         raise _UsageError(f"scores must be 1-D, one per sample; got {scores.shape}")
@@ -341,8 +366,115 @@ def _cmd_prune(args):
     )
     kept = np.flatnonzero(keep).astype(np.int64)
     _save_npy(output, kept)
+    written = [output]
+    if args.hist is not None:
+        from ._plots import score_histogram
+
+        rule = args.selection + (", class-balanced" if args.class_balanced else "")
+        written.append(
+            score_histogram(
+                args.hist,
+                scores,
+                keep,
+                threshold=args.selection == "lowest" and not args.class_balanced,
+                title=f"{len(scores)} scores, prune ratio {args.prune_ratio:g} "
+                f"({rule})",
+            )
+        )
     if not args.quiet:
-        print(f"kept {len(kept)} of {len(scores)} samples; wrote {output}")
+        print(
+            f"kept {len(kept)} of {len(scores)} samples; wrote "
+            + " and ".join(map(str, written))
+        )
+
+
+def _sidecars(out):
+    """The scores and kept indices written beside the pruned archive."""
+    stem = out.name[: -len(".npz")] if out.name.endswith(".npz") else out.name
+    return out.with_name(f"{stem}_scores.npy"), out.with_name(f"{stem}_kept.npy")
+
+
+def _cmd_prune_pool(args):
+    import tempfile
+
+    from ._io import replacing_all
+    from ._progress import progress_bar
+    from .datasets import convert_npz_pool, load_pool
+    from .datasets._pools import _check_free_space, write_pruned_npz
+    from .models import MODEL_NAMES
+    from .pruning import AdversarialPruner
+    from .selection import n_pruned
+    from .training import resolve_device
+
+    if args.model is not None and args.model not in MODEL_NAMES:
+        raise _UsageError(
+            f"argument --model: invalid choice: {args.model!r} (choose from "
+            f"{', '.join(MODEL_NAMES)})"
+        )
+    pool = Path(args.pool)
+    if not pool.is_file():
+        raise _UsageError(f"pool file {str(pool)!r} does not exist")
+    out = _check_output(args.out)
+    outputs = [out, *_sidecars(out)]
+    for path in outputs:
+        if path.resolve() == pool.resolve():
+            raise _UsageError(
+                f"{str(path)!r} would overwrite the pool; the pool is never "
+                "modified, choose another --out"
+            )
+    work_root = Path(args.work_dir) if args.work_dir else out.parent
+    if not work_root.is_dir():
+        raise _UsageError(f"--work-dir {str(work_root)!r} is not a directory")
+    pruner = AdversarialPruner(
+        prune_ratio=args.prune_ratio,
+        model=args.model,
+        method=args.method,
+        lr=args.lr,
+        checkpoint_dir=args.checkpoint_dir,
+        chunk_size=args.chunk_size,
+        **_scoring_params(args),
+    )
+    # Every parameter is checked before the pool is read or converted.
+    pruner._validate_params()
+    resolve_device(args.device)
+    verbose = not args.quiet
+
+    with tempfile.TemporaryDirectory(
+        dir=work_root, prefix=".advprune-prune-pool-"
+    ) as work:
+        work = Path(work)
+        try:
+            convert_npz_pool(pool, work, chunk_size=args.chunk_size, verbose=verbose)
+        except OSError as exc:  # full disk, no permission
+            raise _UsageError(_one_line(exc)) from None
+        X, y = load_pool(work)
+        n = len(y)
+        n_kept = n - n_pruned(n, args.prune_ratio)
+        try:
+            _check_free_space(
+                out.parent, n_kept * (X.images[0].nbytes + 16), f"--out {str(out)!r}"
+            )
+        except OSError as exc:
+            raise _UsageError(_one_line(exc)) from None
+        pruner.fit(X, y)
+        kept = pruner.sample_indices_.astype(np.int64)
+        with (
+            replacing_all(outputs) as (archive, scores, indices),
+            progress_bar(
+                total=len(kept), desc="writing", unit="image", verbose=verbose
+            ) as bar,
+        ):
+            write_pruned_npz(archive, work, pool, kept, bar=bar)
+            for path, array in ((scores, pruner.scores_), (indices, kept)):
+                with open(path, "xb") as f:
+                    np.save(f, array, allow_pickle=False)
+                    f.flush()
+                    os.fsync(f.fileno())
+    if verbose:
+        print(
+            f"kept {len(kept)} of {n} images; wrote "
+            + ", ".join(str(p) for p in outputs)
+        )
 
 
 # -- the parser -----------------------------------------------------------------
@@ -358,6 +490,7 @@ def _cmd_convert(args):
             image_key=args.image_key,
             label_key=args.label_key,
             chunk_size=args.chunk_size,
+            verbose=not args.quiet,
         )
     except OSError as exc:  # missing input, full disk, no permission
         raise _UsageError(_one_line(exc)) from None
@@ -365,9 +498,73 @@ def _cmd_convert(args):
         print(f"wrote {images} and {labels}")
 
 
+def _add_scoring_options(parser):
+    """The options of the scoring run shared by `score` and `prune-pool`."""
+    from .scores import SCORES
+
+    parser.add_argument(
+        "--subset-size",
+        type=_subset_size,
+        default=0.1,
+        help=(
+            "scored subset: a fraction in (0, 1] or a count of samples "
+            "(default: %(default)s)"
+        ),
+    )
+    parser.add_argument(
+        "--importance",
+        choices=sorted(SCORES),
+        default="dynamic_uncertainty",
+        help="importance score (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=_positive_int,
+        default=20,
+        help=(
+            "epochs of the scoring run; dynamic_uncertainty needs more than "
+            "its window of 10 (default: %(default)s)"
+        ),
+    )
+    parser.add_argument(
+        "--eps",
+        type=_non_negative_float,
+        default=8 / 255,
+        help="attack budget in the input scale, [0, 1] for images (default: 8/255)",
+    )
+    parser.add_argument(
+        "--norm",
+        choices=("linf", "l2"),
+        default="linf",
+        help="attack norm (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--attack-steps",
+        type=_positive_int,
+        default=10,
+        help="PGD steps (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=128,
+        help="training batch size (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--device",
+        default="auto",
+        help="'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:1', ...",
+    )
+    parser.add_argument(
+        "--random-state",
+        type=int,
+        default=0,
+        help="seed of the subset, model and attacks (default: %(default)s)",
+    )
+
+
 def _build_parser():
     from . import __version__
-    from .scores import SCORES
 
     parser = _Parser(
         prog="advprune",
@@ -389,13 +586,13 @@ def _build_parser():
             "Score a 10%% subset of a synthetic digits pool, extrapolate, prune "
             "50%%, then adversarially train on real + pruned, real + random and "
             "real + full pool; print clean and robust accuracy, write "
-            "results.json and scores.png."
+            "results.json, scores.png and accuracy.png."
         ),
     )
     demo.add_argument(
         "--output-dir",
         default="advprune-demo",
-        help="directory for results.json and scores.png (default: %(default)s)",
+        help="directory for results.json and the plots (default: %(default)s)",
     )
     demo.add_argument(
         "--random-state",
@@ -442,65 +639,7 @@ def _build_parser():
     score.add_argument(
         "--y-key", help="array of labels in an .npz (default: 'label', else 'y')"
     )
-    score.add_argument(
-        "--subset-size",
-        type=_subset_size,
-        default=0.1,
-        help=(
-            "scored subset: a fraction in (0, 1] or a count of samples "
-            "(default: %(default)s)"
-        ),
-    )
-    score.add_argument(
-        "--importance",
-        choices=sorted(SCORES),
-        default="dynamic_uncertainty",
-        help="importance score (default: %(default)s)",
-    )
-    score.add_argument(
-        "--epochs",
-        type=_positive_int,
-        default=20,
-        help=(
-            "epochs of the scoring run; dynamic_uncertainty needs more than "
-            "its window of 10 (default: %(default)s)"
-        ),
-    )
-    score.add_argument(
-        "--eps",
-        type=_non_negative_float,
-        default=8 / 255,
-        help="attack budget in the input scale, [0, 1] for images (default: 8/255)",
-    )
-    score.add_argument(
-        "--norm",
-        choices=("linf", "l2"),
-        default="linf",
-        help="attack norm (default: %(default)s)",
-    )
-    score.add_argument(
-        "--attack-steps",
-        type=_positive_int,
-        default=10,
-        help="PGD steps (default: %(default)s)",
-    )
-    score.add_argument(
-        "--batch-size",
-        type=_positive_int,
-        default=128,
-        help="training batch size (default: %(default)s)",
-    )
-    score.add_argument(
-        "--device",
-        default="auto",
-        help="'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:1', ...",
-    )
-    score.add_argument(
-        "--random-state",
-        type=int,
-        default=0,
-        help="seed of the subset, model and attacks (default: %(default)s)",
-    )
+    _add_scoring_options(score)
     score.add_argument("--quiet", action="store_true", help="no progress bars")
     score.set_defaults(handler=_cmd_score)
 
@@ -581,6 +720,15 @@ def _build_parser():
         default=0,
         help="seed of the draws of 'stratified' (default: %(default)s)",
     )
+    prune.add_argument(
+        "--hist",
+        metavar="PATH.png",
+        help=(
+            "also write a histogram of the scores, kept against pruned, with "
+            "the threshold of the 'lowest' rule marked (needs matplotlib, the "
+            "'plot' extra)"
+        ),
+    )
     prune.add_argument("--quiet", action="store_true", help="no summary line")
     prune.set_defaults(handler=_cmd_prune)
 
@@ -608,8 +756,82 @@ def _build_parser():
         default=65536,
         help="images per block written (default: %(default)s)",
     )
-    convert.add_argument("--quiet", action="store_true", help="no summary line")
+    convert.add_argument(
+        "--quiet", action="store_true", help="no progress bar, no summary line"
+    )
     convert.set_defaults(handler=_cmd_convert)
+
+    prune_pool = commands.add_parser(
+        "prune-pool",
+        help="the whole method on a generated pool .npz: write the pruned .npz",
+        description=(
+            "Prune a generated pool in the published .npz layout (image: uint8 "
+            "(N, H, W, C), label) in one go: convert it once to memory-mapped "
+            ".npy files in a temporary directory, score a random subset by an "
+            "adversarial training run, extrapolate the scores to every image, "
+            "remove the PRUNE_RATIO fraction with the lowest scores, and write "
+            "the kept images and labels to PRUNED.npz in the same layout, plus "
+            "PRUNED_scores.npy (the score of every pool image) and "
+            "PRUNED_kept.npy (the sorted row numbers of the kept images in "
+            "POOL). Streams the "
+            "pool chunk by chunk, so pools larger than memory work; every "
+            "output is written atomically; POOL is never modified."
+        ),
+    )
+    prune_pool.add_argument("pool", help="the pool archive (.npz)")
+    prune_pool.add_argument(
+        "--out", required=True, metavar="PRUNED.npz", help="the pruned archive"
+    )
+    prune_pool.add_argument(
+        "--prune-ratio",
+        type=_fraction(True, False),
+        default=0.5,
+        help="fraction of images REMOVED, in [0, 1) (default: %(default)s)",
+    )
+    prune_pool.add_argument(
+        "--model",
+        help=(
+            "network of the scoring run: small-cnn, preact-resnet18, wrn-28-10 "
+            "or mlp (default: preact-resnet18 for 32x32 colour images, "
+            "small-cnn for other sizes)"
+        ),
+    )
+    prune_pool.add_argument(
+        "--method",
+        choices=("pgd", "trades", "standard"),
+        default="pgd",
+        help="training method of the scoring run (default: %(default)s)",
+    )
+    prune_pool.add_argument(
+        "--lr",
+        type=_positive_float,
+        default=0.05,
+        help="learning rate of the scoring run (default: %(default)s)",
+    )
+    _add_scoring_options(prune_pool)
+    prune_pool.add_argument(
+        "--checkpoint-dir",
+        help="per-epoch checkpoints of the scoring run, to resume it if interrupted",
+    )
+    prune_pool.add_argument(
+        "--chunk-size",
+        type=_positive_int,
+        default=8192,
+        help=(
+            "images converted, embedded and extrapolated at a time; bounds the "
+            "memory (8,192 images of 32x32x3 are 100 MB as float32) "
+            "(default: %(default)s)"
+        ),
+    )
+    prune_pool.add_argument(
+        "--work-dir",
+        help=(
+            "where the temporary converted pool goes, removed at the end "
+            "(default: the directory of --out)"
+        ),
+    )
+    prune_pool.add_argument("--quiet", action="store_true", help="no progress bars")
+    prune_pool.set_defaults(handler=_cmd_prune_pool)
     return parser
 
 

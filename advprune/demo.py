@@ -16,8 +16,10 @@ a generative model of their training split):
    accuracy (:func:`advprune.metrics.robust_accuracy`, worst case per sample over
    PGD with cross-entropy and CW losses).
 
-The results go to a table on stdout, ``results.json`` and a histogram of the
-direct and extrapolated scores, ``scores.png``.
+The results go to a table on stdout, ``results.json``, a histogram of the
+direct and extrapolated scores with the pruning threshold, ``scores.png``, and
+a bar chart of the clean and robust accuracy of the three training sets,
+``accuracy.png`` (the plots need matplotlib, the ``plot`` extra).
 
 The attack budget, eps = 0.2 on pixels in [0, 1] with PGD-5 training, is
 chosen in the user guide (section "The demo's settings"), where
@@ -36,7 +38,8 @@ import torch
 from sklearn.utils import check_random_state
 
 from . import __version__
-from ._io import replacing, write_json
+from ._io import write_json
+from ._plots import accuracy_bars, require_matplotlib, score_histogram
 from .classifier import AdversarialClassifier
 from .datasets import load_digits_pool
 from .metrics import robust_accuracy
@@ -103,7 +106,8 @@ def run_demo(
         :func:`~advprune.metrics.robust_accuracy` (cross-entropy and CW
         losses, one random start each, worst case per sample).
     output_dir : str or path-like, default="advprune-demo"
-        Directory for ``results.json`` and ``scores.png``; created if missing.
+        Directory for ``results.json``, ``scores.png`` and ``accuracy.png``;
+        created if missing.
     random_state : int, RandomState or None, default=0
         Seeds the data, the scored subset, the random pool subset, the models
         and the attacks. The same integer gives the same numbers on the CPU.
@@ -124,8 +128,9 @@ def run_demo(
           ``"n_train"``, ``"clean_accuracy"``, ``"robust_accuracy"``,
           ``"train_seconds"``, ``"scoring_seconds"`` (0 where nothing was
           scored) and ``"eval_seconds"`` (the robust-accuracy attack);
-        - ``"files"``: paths of ``results.json`` and ``scores.png`` (``None``
-          when matplotlib is not installed);
+        - ``"files"``: paths of ``results.json``, ``scores.png`` and
+          ``accuracy.png`` (the plots ``None`` when matplotlib is not
+          installed);
         - ``"total_seconds"``: wall time of the whole demo.
 
     Notes
@@ -269,6 +274,7 @@ def _run(settings, random_state, output_dir, say, verbose):
             eps=eps,
             steps=settings["eval_steps"],
             random_state=model_seed,
+            verbose=verbose,
         )
         rows.append(
             {
@@ -284,7 +290,7 @@ def _run(settings, random_state, output_dir, say, verbose):
         say(f"      clean accuracy {clean:.3f}, robust accuracy {robust:.3f}")
 
     json_path = os.path.join(output_dir, "results.json")
-    plot_path = _plot_scores(pruner, os.path.join(output_dir, "scores.png"), say=say)
+    scores_plot, accuracy_plot = _plot(pruner, rows, output_dir, settings, say)
     results = {
         "settings": {
             **settings,
@@ -304,13 +310,18 @@ def _run(settings, random_state, output_dir, say, verbose):
             "total_seconds": scoring_seconds,
         },
         "results": rows,
-        "files": {"results": json_path, "scores_plot": plot_path},
+        "files": {
+            "results": json_path,
+            "scores_plot": scores_plot,
+            "accuracy_plot": accuracy_plot,
+        },
     }
     results["total_seconds"] = time.perf_counter() - started
     write_json(json_path, results)
     if verbose:
         print(format_table(rows))
-        print(f"wrote {json_path}" + (f" and {plot_path}" if plot_path else ""))
+        plots = [p for p in (scores_plot, accuracy_plot) if p]
+        print(f"wrote {', '.join([json_path, *plots])}")
     return results
 
 
@@ -361,41 +372,25 @@ def _printer(verbose):
     return say
 
 
-def _plot_scores(pruner, path, *, say):
-    """Histogram of direct and extrapolated scores, with the pruning cut."""
+def _plot(pruner, rows, output_dir, settings, say):
+    """scores.png and accuracy.png; nothing, with a note, without matplotlib."""
     try:
-        # The object-oriented API draws with Agg without touching pyplot's
-        # global backend, which matters when run_demo is called in a notebook.
-        from matplotlib.figure import Figure
-    except ImportError:
-        say("matplotlib is not installed: skipping scores.png")
-        return None
-    scores, scored = pruner.scores_, pruner.scored_mask_
-    bins = np.linspace(scores.min(), scores.max(), 41)
-    fig = Figure(figsize=(6.4, 4.0), layout="constrained")
-    ax = fig.subplots()
-    ax.hist(
-        scores[scored],
-        bins=bins,
-        density=True,
-        alpha=0.6,
-        label=f"direct ({scored.sum()} scored samples)",
+        require_matplotlib("advprune demo's plots")
+    except ImportError as exc:
+        say(f"{exc} Skipping scores.png and accuracy.png.")
+        return None, None
+    scores_path = score_histogram(
+        os.path.join(output_dir, "scores.png"),
+        pruner.scores_,
+        pruner.support_,
+        scored=pruner.scored_mask_,
+        title="Importance scores of the synthetic pool (dynamic uncertainty)",
     )
-    ax.hist(
-        scores[~scored],
-        bins=bins,
-        density=True,
-        histtype="step",
-        linewidth=2,
-        label=f"extrapolated ({(~scored).sum()} samples)",
+    accuracy_path = accuracy_bars(
+        os.path.join(output_dir, "accuracy.png"),
+        rows,
+        robust_label=(
+            f"robust (PGD-{settings['eval_steps']} CE+CW, eps {settings['eps']:g})"
+        ),
     )
-    if not pruner.support_.all():
-        cut = scores[pruner.support_].min()
-        ax.axvline(cut, color="black", linestyle="--", label="lowest kept score")
-    ax.set_xlabel("dynamic uncertainty (higher = more important = kept)")
-    ax.set_ylabel("density")
-    ax.set_title("Importance scores of the synthetic pool")
-    ax.legend()
-    with replacing(path) as temporary, open(temporary, "wb") as f:
-        fig.savefig(f, format="png", dpi=100)
-    return path
+    return scores_path, accuracy_path

@@ -96,7 +96,7 @@ def fit_embedding(embedding, model, X_subset):
     )
 
 
-def embed(fitted, X, *, batch_size=512, device="cpu"):
+def embed(fitted, X, *, batch_size=512, device="cpu", progress=None):
     """Embed samples with a fitted embedding.
 
     Parameters
@@ -109,6 +109,9 @@ def embed(fitted, X, *, batch_size=512, device="cpu"):
         Batch size of a module's forward passes.
     device : str or torch.device, default="cpu"
         Where a module runs; it is moved back to the CPU afterwards.
+    progress : tqdm.tqdm or None, default=None
+        A progress bar advanced by the rows embedded (batch by batch for a
+        module).
 
     Returns
     -------
@@ -129,10 +132,18 @@ def embed(fitted, X, *, batch_size=512, device="cpu"):
         E = fitted.transform(np.asarray(X, dtype=np.float32).reshape(n, -1))
     elif isinstance(fitted, torch.nn.Module):
         device = resolve_device(device)
-        E = batched_forward(fitted.to(device), X, batch_size=batch_size, device=device)
+        E = batched_forward(
+            fitted.to(device),
+            X,
+            batch_size=batch_size,
+            device=device,
+            progress=progress,
+        )
         fitted.cpu()
     else:
         E = fitted(X)
+    if progress is not None and not isinstance(fitted, torch.nn.Module):
+        progress.update(n)
     E = np.asarray(E, dtype=np.float32)
     if E.ndim == 0 or len(E) != n:
         raise ValueError(
@@ -162,6 +173,9 @@ class EmbeddedRows:
         The result of :func:`fit_embedding`.
     batch_size : int, default=512
     device : str or torch.device, default="cpu"
+    progress : tqdm.tqdm or None, default=None
+        A progress bar advanced by every row embedded in this process; it is
+        not pickled (a joblib or Dask worker embeds without it).
 
     Examples
     --------
@@ -174,13 +188,16 @@ class EmbeddedRows:
     [[4.0, 5.0, 6.0, 7.0], [8.0, 9.0, 10.0, 11.0]]
     """
 
-    def __init__(self, X, fitted, *, batch_size=512, device="cpu"):
+    def __init__(self, X, fitted, *, batch_size=512, device="cpu", progress=None):
         self.X = X
         self.fitted = fitted
         self.batch_size = batch_size
         self.device = device
         self.seconds = 0.0
+        self.progress = None
         self.shape = (X.shape[0], self[:1].shape[1])
+        # Attached after the probe of the width, which is not work on the pool.
+        self.progress = progress
 
     def __len__(self):
         return self.shape[0]
@@ -188,7 +205,15 @@ class EmbeddedRows:
     def __getitem__(self, rows):
         started = time.perf_counter()
         E = embed(
-            self.fitted, self.X[rows], batch_size=self.batch_size, device=self.device
+            self.fitted,
+            self.X[rows],
+            batch_size=self.batch_size,
+            device=self.device,
+            progress=self.progress,
         )
         self.seconds += time.perf_counter() - started
         return E
+
+    def __getstate__(self):
+        # A bar holds a lock and a stream; workers embed without one.
+        return {**self.__dict__, "progress": None}

@@ -20,6 +20,7 @@ strategies work on embeddings and recordings from any model.
 
 # SPDX-License-Identifier: BSD-3-Clause
 
+import operator
 import warnings
 from numbers import Integral
 
@@ -29,6 +30,7 @@ from scipy.stats import rankdata
 from sklearn.base import clone
 
 from ._neighbors import ImportanceExtrapolator, _check_out
+from ._progress import progress_bar
 
 __all__ = [
     "ImportanceExtrapolator",
@@ -73,6 +75,8 @@ def extrapolate(
     n_jobs=None,
     out=None,
     return_extrapolator=False,
+    verbose=False,
+    shard=None,
 ):
     """Scores of every sample: direct where scored, predicted from ``E`` elsewhere.
 
@@ -109,6 +113,15 @@ def extrapolate(
     return_extrapolator : bool, default=False
         Also return the fitted regressor (with ``groups``: a dict from group to
         regressor).
+    verbose : bool, default=False
+        A progress bar over the predicted rows, advanced chunk by chunk.
+    shard : (int, int) or None, default=None
+        ``(index, count)``: predict only chunks ``index, index + count, ...``
+        of the unscored rows, the same chunks as without ``shard``, and write
+        the direct scores only when ``index == 0``; every other entry of
+        ``out`` is left as it is. ``count`` processes with one index each
+        predict every row exactly once, each row as one process would (the
+        data-parallel pruner merges their ``out``).
 
     Returns
     -------
@@ -132,50 +145,71 @@ def extrapolate(
     n = E.shape[0]
     scored_indices, scores = _check_scored(scored_indices, scores, n)
     out = _check_out(out, n)
+    index, count = _check_shard(shard)
     extrapolator = check_extrapolator(extrapolator)
+    order = np.argsort(scored_indices, kind="stable")
+    scored_indices, scores = scored_indices[order], scores[order]
     scored = np.zeros(n, dtype=bool)
     scored[scored_indices] = True
-    out[scored_indices] = scores
     if groups is None:
-        fitted = _extrapolate_rows(
-            E, scored, out, extrapolator, chunk_size, n_jobs, np.ones(n, dtype=bool)
-        )
-        return (out, fitted) if return_extrapolator else out
-    groups = np.asarray(groups)
-    if groups.shape != (n,):
-        raise ValueError(f"groups must have one entry per row of E, ({n},).")
-    fitted = {}
-    for group in np.unique(groups):
-        members = groups == group
-        if not scored[members].any():
+        members = {None: np.ones(n, dtype=bool)}
+    else:
+        groups = np.asarray(groups)
+        if groups.shape != (n,):
+            raise ValueError(f"groups must have one entry per row of E, ({n},).")
+        members = {group: groups == group for group in np.unique(groups)}
+    fitted, tasks = {}, []
+    for group, rows in members.items():
+        fit_rows = np.flatnonzero(scored & rows)
+        if not len(fit_rows):
             raise ValueError(
                 f"group {group.item()!r} has no scored sample to extrapolate from; "
                 f"score more samples or extrapolate without groups."
             )
-        fitted[group] = _extrapolate_rows(
-            E, scored, out, clone(extrapolator), chunk_size, n_jobs, members
+        fitted[group] = _fewer_neighbors_if_needed(clone(extrapolator), len(fit_rows))
+        fitted[group].fit(
+            np.asarray(E[fit_rows]),
+            scores[np.searchsorted(scored_indices, fit_rows)],
         )
-    return (out, fitted) if return_extrapolator else out
-
-
-def _extrapolate_rows(E, scored, out, extrapolator, chunk_size, n_jobs, members):
-    """Fit ``extrapolator`` on the scored ``members`` of ``E`` and write its
-    predictions for the unscored members into ``out``."""
-    fit_rows = np.flatnonzero(scored & members)
-    extrapolator = _fewer_neighbors_if_needed(extrapolator, len(fit_rows))
-    extrapolator.fit(np.asarray(E[fit_rows]), out[fit_rows])
-    rest = np.flatnonzero(~scored & members)
-    chunks = [
-        rest[start : start + chunk_size] for start in range(0, len(rest), chunk_size)
-    ]
+        rest = np.flatnonzero(~scored & rows)
+        chunks = [
+            rest[start : start + chunk_size]
+            for start in range(0, len(rest), chunk_size)
+        ]
+        tasks += [(fitted[group], chunk) for chunk in chunks[index::count]]
     # Dispatch no further ahead than the workers: every chunk read ahead is a
     # chunk_size block of E held in memory.
     predictions = Parallel(n_jobs=n_jobs, return_as="generator", pre_dispatch="n_jobs")(
-        delayed(_predict_rows)(extrapolator, E, chunk) for chunk in chunks
+        delayed(_predict_rows)(regressor, E, chunk) for regressor, chunk in tasks
     )
-    for chunk, predicted in zip(chunks, predictions, strict=True):
-        out[chunk] = predicted
-    return extrapolator
+    with progress_bar(
+        total=sum(len(chunk) for _, chunk in tasks),
+        desc="extrapolating",
+        unit="sample",
+        verbose=verbose,
+    ) as bar:
+        for (_, chunk), predicted in zip(tasks, predictions, strict=True):
+            out[chunk] = predicted
+            bar.update(len(chunk))
+    if index == 0:
+        out[scored_indices] = scores
+    if not return_extrapolator:
+        return out
+    return out, (fitted[None] if groups is None else fitted)
+
+
+def _check_shard(shard):
+    if shard is None:
+        return 0, 1
+    try:
+        index, count = (operator.index(v) for v in shard)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"shard must be None or a pair of ints (index, count); got {shard!r}."
+        ) from None
+    if not 0 <= index < count:
+        raise ValueError(f"shard must have 0 <= index < count; got {shard!r}.")
+    return index, count
 
 
 def _predict_rows(extrapolator, E, rows):

@@ -1,7 +1,8 @@
 """Metrics: fidelity of extrapolated importance scores, and robust accuracy.
 
 :func:`robust_accuracy` and :func:`make_robust_scorer` measure a classifier
-under PGD attacks (CE and CW losses, restarts, worst case per sample).
+under PGD attacks (CE and CW losses, restarts, worst case per sample) or, with
+``attack="autoattack"``, under AutoAttack's standard version.
 
 Extrapolation is only worth trusting with a long adversarial training run if the
 extrapolated scores rank samples like the direct ones would. The direct scores of the

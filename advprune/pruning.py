@@ -31,6 +31,7 @@ from sklearn.utils import check_array
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ._progress import progress_bar
 from ._validation import (
     TRAINING_CONSTRAINTS,
     check_bounds,
@@ -46,6 +47,7 @@ from .scores import SCORES, compute_score, requires_probas
 from .scoring import scoring_run, subset_count
 from .selection import RULES, select
 from .training import Dynamics, resolve_device
+from .training._distributed import merge_disjoint, world
 
 __all__ = ["AdversarialPruner"]
 
@@ -161,7 +163,9 @@ default="model"
     random_state : int, RandomState or None, default=None
         Seeds the subset, the model's initialisation and the training run.
     verbose : bool, default=False
-        Progress bars.
+        Progress bars: the scoring run's batches and recording, the embedding
+        of the pool, the extrapolation (and the embedding in
+        :meth:`score_samples` and :meth:`embed`).
 
     Attributes
     ----------
@@ -412,6 +416,9 @@ default="model"
 
     # -- the ratio-independent part: scores for every sample --------------------
 
+    def _progress(self, total, desc):
+        return progress_bar(total=total, desc=desc, unit="sample", verbose=self.verbose)
+
     def _embedding_kwargs(self):
         return {
             "batch_size": 4 * self.batch_size,
@@ -452,16 +459,37 @@ default="model"
         started = time.perf_counter()
         X_subset = np.asarray(X[subset], dtype=np.float32)
         self.embedding_ = fit_embedding(self.embedding, self.model_, X_subset)
-        E = EmbeddedRows(X, self.embedding_, **self._embedding_kwargs())
-        self.scores_, self.extrapolator_ = extrapolate(
-            E,
-            subset,
-            subset_scores,
-            extrapolator=self.extrapolator,
-            chunk_size=self.chunk_size,
-            n_jobs=self.n_jobs,
-            return_extrapolator=True,
+        # In a data-parallel run each process embeds and extrapolates its
+        # share of the chunks, and all of them end with every score.
+        rank, world_size = world()
+        scores = None if world_size == 1 else np.full(len(codes), np.nan)
+        # Each row is embedded once: the subset to fit on, the rest (this
+        # process's chunks of it) to predict.
+        rest = len(codes) - len(subset)
+        chunk = self.chunk_size
+        embedded = len(subset) + sum(
+            min(chunk, rest - start)
+            for start in range(rank * chunk, rest, world_size * chunk)
         )
+        with self._progress(embedded, "embedding") as bar:
+            E = EmbeddedRows(
+                X, self.embedding_, progress=bar, **self._embedding_kwargs()
+            )
+            scores, self.extrapolator_ = extrapolate(
+                E,
+                subset,
+                subset_scores,
+                extrapolator=self.extrapolator,
+                chunk_size=self.chunk_size,
+                n_jobs=self.n_jobs,
+                out=scores,
+                return_extrapolator=True,
+                verbose=self.verbose,
+                shard=(rank, world_size),
+            )
+        if world_size > 1:
+            scores = merge_disjoint(scores, "AdversarialPruner.scores_")
+        self.scores_ = scores
         self.scored_mask_ = np.zeros(len(codes), dtype=bool)
         self.scored_mask_[subset] = True
         self.timings_ = {
@@ -578,11 +606,14 @@ default="model"
         check_is_fitted(self, "extrapolator_")
         X = self._check_X(X, reset=False)
         scan_rows(X, bounds=None, chunk_size=self.chunk_size)
-        E = EmbeddedRows(X, self.embedding_, **self._embedding_kwargs())
         scores = np.empty(X.shape[0], dtype=np.float64)
-        for start in range(0, X.shape[0], self.chunk_size):
-            rows = slice(start, start + self.chunk_size)
-            scores[rows] = self.extrapolator_.predict(E[rows])
+        with self._progress(X.shape[0], "scoring new samples") as bar:
+            E = EmbeddedRows(
+                X, self.embedding_, progress=bar, **self._embedding_kwargs()
+            )
+            for start in range(0, X.shape[0], self.chunk_size):
+                rows = slice(start, start + self.chunk_size)
+                scores[rows] = self.extrapolator_.predict(E[rows])
         return scores
 
     def embed(self, X, out=None):
@@ -606,15 +637,17 @@ default="model"
         check_is_fitted(self, "embedding_")
         X = self._check_X(X, reset=False)
         scan_rows(X, bounds=None, chunk_size=self.chunk_size)
-        for start in range(0, X.shape[0], self.chunk_size):
-            E = embed(
-                self.embedding_,
-                X[start : start + self.chunk_size],
-                **self._embedding_kwargs(),
-            )
-            if out is None:
-                out = np.empty((X.shape[0], E.shape[1]), dtype=np.float32)
-            out[start : start + len(E)] = E
+        with self._progress(X.shape[0], "embedding") as bar:
+            for start in range(0, X.shape[0], self.chunk_size):
+                E = embed(
+                    self.embedding_,
+                    X[start : start + self.chunk_size],
+                    progress=bar,
+                    **self._embedding_kwargs(),
+                )
+                if out is None:
+                    out = np.empty((X.shape[0], E.shape[1]), dtype=np.float32)
+                out[start : start + len(E)] = E
         return out
 
     def __sklearn_tags__(self):

@@ -9,6 +9,7 @@ eps, and evaluates it on the real test digits with the demo's evaluation
     python -m benchmarks.demo_eps --attack-steps 10   # PGD-10 training
     python -m benchmarks.demo_eps --eps 0.2 --eval-steps 100   # stronger attacks
     python -m benchmarks.demo_eps --eps 0.2 --restarts 5
+    python -m benchmarks.demo_eps --eps 0.2 --autoattack   # and AutoAttack
 
 Single-threaded, like the demo.
 """
@@ -35,6 +36,11 @@ def main():
     parser.add_argument("--eval-steps", type=int, default=20)
     parser.add_argument("--restarts", type=int, default=1)
     parser.add_argument("--random-state", type=int, default=0)
+    parser.add_argument(
+        "--autoattack",
+        action="store_true",
+        help="also evaluate under AutoAttack's standard version (needs the extra)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
 
@@ -46,7 +52,10 @@ def main():
         f"{len(y)} samples; PGD-{args.eval_steps} CE+CW evaluation with "
         f"{args.restarts} start(s) on {len(data.y_test)}"
     )
-    print(f"{'eps':>5}  {'clean acc':>9}  {'robust acc':>10}  {'train s':>7}")
+    header = f"{'eps':>5}  {'clean acc':>9}  {'robust acc':>10}  {'train s':>7}"
+    if args.autoattack:
+        header += f"  {'AutoAttack':>10}  {'AA s':>6}"
+    print(header)
     for eps in args.eps:
         clf = AdversarialClassifier(
             eps=eps,
@@ -67,7 +76,18 @@ def main():
             restarts=args.restarts,
             random_state=args.random_state,
         )
-        print(f"{eps:5.2f}  {clean:9.3f}  {robust:10.3f}  {seconds:7.1f}", flush=True)
+        line = f"{eps:5.2f}  {clean:9.3f}  {robust:10.3f}  {seconds:7.1f}"
+        if args.autoattack:
+            started = time.perf_counter()
+            autoattack = robust_accuracy(
+                clf,
+                data.X_test,
+                data.y_test,
+                attack="autoattack",
+                random_state=args.random_state,
+            )
+            line += f"  {autoattack:10.3f}  {time.perf_counter() - started:6.0f}"
+        print(line, flush=True)
 
 
 if __name__ == "__main__":

@@ -424,3 +424,27 @@ def test_attacks_reject_bad_inputs(attack):
         attack(model, torch.rand(3, 2), [0, 1, 0])
     with pytest.raises(TypeError, match="model"):
         attack("not a model", torch.rand(3, 2), torch.tensor([0, 1, 0]))
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_pgd_takes_starts_drawn_for_a_larger_batch(norm):
+    # The data-parallel trainer draws a batch's starts and attacks some rows.
+    from advprune.attacks import _random_start
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(6, 3))
+    x, y = torch.rand(5, 6), torch.tensor([0, 1, 2, 0, 1])
+    whole = pgd(model, x, y, 0.1, norm=norm, generator=torch.Generator().manual_seed(3))
+    starts = _random_start(
+        x.shape,
+        0.1,
+        norm,
+        torch.Generator().manual_seed(3),
+        dtype=x.dtype,
+        device="cpu",
+    )
+    rows = torch.tensor([1, 3])
+    part = pgd(model, x[rows], y[rows], 0.1, norm=norm, random_start=starts[rows])
+    torch.testing.assert_close(part, whole[rows], rtol=0, atol=0)
+    with pytest.raises(ValueError, match="random_start"):
+        pgd(model, x, y, 0.1, random_start=starts[rows])

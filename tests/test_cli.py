@@ -13,7 +13,7 @@ from advprune.cli import _as_model_input, main
 from advprune.extrapolation import ImportanceExtrapolator
 from advprune.selection import select_lowest
 
-SUBCOMMANDS = ["demo", "score", "extrapolate", "prune"]
+SUBCOMMANDS = ["demo", "score", "extrapolate", "prune", "convert", "prune-pool"]
 
 
 def run_cli(*args, cwd):
@@ -167,6 +167,23 @@ def test_prune_class_balanced_keeps_counts_per_class(tmp_path, monkeypatch, caps
     assert "kept 5 of 10 samples" in capsys.readouterr().out
 
 
+def test_prune_writes_a_histogram_with_the_threshold(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    np.save("s.npy", np.random.default_rng(0).gamma(2.0, size=500))
+    argv = ["prune", "s.npy", "-o", "kept.npy", "--prune-ratio", "0.3"]
+    assert main([*argv, "--hist", "hist.png"]) == 0
+    assert "wrote kept.npy and hist.png" in capsys.readouterr().out
+    assert (tmp_path / "hist.png").read_bytes().startswith(b"\x89PNG")
+    # Without matplotlib: one line naming the extra, before anything is written.
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    assert main([*argv[:2], "-o", "other.npy", "--hist", "h.png"]) == 2
+    assert_usage_error(
+        subprocess.CompletedProcess(argv, 2, "", capsys.readouterr().err),
+        "'plot' extra",
+    )
+    assert not (tmp_path / "other.npy").exists()
+
+
 def test_prune_stratified_is_reproducible(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     np.save("s.npy", np.random.default_rng(0).normal(size=200))
@@ -220,6 +237,7 @@ def test_help_exits_zero(command, tmp_path):
 
 @pytest.fixture()
 def files(tmp_path):
+    y6 = np.arange(6) % 2
     np.save(tmp_path / "scores.npy", np.linspace(0, 1, 6))
     np.save(tmp_path / "scores2d.npy", np.zeros((6, 2)))
     np.save(tmp_path / "labels5.npy", np.zeros(5, dtype=np.int64))
@@ -232,6 +250,8 @@ def files(tmp_path):
     np.save(tmp_path / "objects.npy", np.array([{"a": 1}] * 6), allow_pickle=True)
     with open(tmp_path / "pickled.npy", "wb") as f:
         pickle.dump(np.zeros(6), f)
+    np.savez(tmp_path / "pool.npz", image=np.zeros((6, 8, 8, 3), np.uint8), label=y6)
+    np.savez(tmp_path / "float_pool.npz", image=np.zeros((6, 8, 8, 3)), label=y6)
     return tmp_path
 
 
@@ -260,6 +280,10 @@ BAD_ARGUMENTS = {
         ["prune", "scores.npy", "-o", "no/such/dir/k.npy"],
         "does not exist",
     ),
+    "missing histogram directory": (
+        ["prune", "scores.npy", "-o", "k.npy", "--hist", "no/such/dir/h.png"],
+        "does not exist",
+    ),
     "missing required option": (["prune", "scores.npy"], "-o/--output"),
     "unknown command": (["shrink"], "invalid choice"),
     "scored index out of range": (
@@ -272,6 +296,26 @@ BAD_ARGUMENTS = {
     ),
     "1-D X": (["score", "scores.npy", "labels5.npy", "--out-dir", "o"], "X must"),
     "labels missing from .npy X": (["score", "X.npy", "--out-dir", "o"], "labels"),
+    "prune-pool of a missing pool": (
+        ["prune-pool", "nope.npz", "--out", "p.npz"],
+        "does not exist",
+    ),
+    "prune-pool over its pool": (
+        ["prune-pool", "pool.npz", "--out", "pool.npz"],
+        "never modified",
+    ),
+    "prune-pool of float images": (
+        ["prune-pool", "float_pool.npz", "--out", "p.npz", "--device", "cpu"],
+        "uint8",
+    ),
+    "prune-pool with an unknown model": (
+        ["prune-pool", "pool.npz", "--out", "p.npz", "--model", "resnet"],
+        "--model",
+    ),
+    "prune-pool with lr 0": (
+        ["prune-pool", "pool.npz", "--out", "p.npz", "--lr", "0"],
+        "--lr",
+    ),
     "bad subset size": (
         ["score", "X.npy", "labels5.npy", "--out-dir", "o", "--subset-size", "1.5"],
         "--subset-size",
@@ -355,6 +399,10 @@ def test_convert_writes_memmappable_pool(tmp_path):
     np.savez_compressed(tmp_path / "pool.npz", image=images, label=labels)
     result = run_cli("convert", "pool.npz", "out", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+    # A progress bar by default; nothing with --quiet.
+    assert "converting: 100%" in result.stderr and "7/7" in result.stderr
+    quiet = run_cli("convert", "pool.npz", "out", "--quiet", cwd=tmp_path)
+    assert quiet.returncode == 0 and quiet.stderr == quiet.stdout == ""
     stored = np.load(tmp_path / "out" / "images.npy", mmap_mode="r")
     assert isinstance(stored, np.memmap)
     np.testing.assert_array_equal(stored, images)
@@ -363,3 +411,72 @@ def test_convert_writes_memmappable_pool(tmp_path):
     missing = run_cli("convert", "absent.npz", "out2", cwd=tmp_path)
     assert_usage_error(missing, "absent.npz")
     assert not (tmp_path / "out2" / "images.npy").exists()
+
+
+def _write_pool(path, n):
+    """A generated pool in the published layout: n 32x32x3 uint8 images of
+    ten noisy class templates, uint8 labels."""
+    rng = np.random.default_rng(n)
+    labels = rng.integers(0, 10, n).astype(np.uint8)
+    templates = rng.integers(40, 216, (10, 32, 32, 3), dtype=np.int16)
+    noise = rng.integers(-40, 40, (n, 32, 32, 3), dtype=np.int16)
+    np.savez(path, image=(templates[labels] + noise).astype(np.uint8), label=labels)
+
+
+def _prune_pool_peak_rss(pool, out, cwd):
+    """Run prune-pool in a fresh process; return its peak resident set (bytes
+    on Linux are KiB in ru_maxrss)."""
+    script = (
+        "import resource, sys; from advprune.cli import main; "
+        "status = main(sys.argv[1:]); "
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); "
+        "sys.exit(status)"
+    )
+    argv = ["prune-pool", pool, "--out", out, "--prune-ratio", "0.3"]
+    argv += ["--model", "mlp", "--subset-size", "100", "--epochs", "1"]
+    argv += ["--importance", "mean_loss", "--attack-steps", "1"]
+    argv += ["--chunk-size", "1000", "--device", "cpu", "--quiet"]
+    result = subprocess.run(
+        [sys.executable, "-c", script, *argv],
+        cwd=cwd,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    return int(result.stdout.split()[-1]) * 1024
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="ru_maxrss is in KiB on Linux")
+def test_prune_pool_writes_the_kept_images_with_memory_bounded_by_the_chunk(tmp_path):
+    _write_pool(tmp_path / "pool.npz", 10_000)
+    _write_pool(tmp_path / "large.npz", 20_000)
+    pool_bytes = (tmp_path / "pool.npz").read_bytes()
+    small = _prune_pool_peak_rss("pool.npz", "pruned.npz", tmp_path)
+    large = _prune_pool_peak_rss("large.npz", "large_pruned.npz", tmp_path)
+
+    with (
+        np.load(tmp_path / "pool.npz") as pool,
+        np.load(tmp_path / "pruned.npz") as pruned,
+    ):
+        kept = load(tmp_path / "pruned_kept.npy")
+        scores = load(tmp_path / "pruned_scores.npy")
+        assert sorted(pruned.files) == ["image", "label"]
+        assert len(kept) == len(pruned["image"]) == len(pruned["label"]) == 7000
+        assert pruned["image"].dtype == np.uint8 and pruned["label"].dtype == np.uint8
+        np.testing.assert_array_equal(pruned["image"], pool["image"][kept])
+        np.testing.assert_array_equal(pruned["label"], pool["label"][kept])
+    # The 3,000 lowest scores are the ones pruned.
+    assert scores.shape == (10_000,)
+    assert scores[kept].min() >= np.delete(scores, kept).max()
+    # The pool is untouched and the temporary converted copy is gone.
+    assert (tmp_path / "pool.npz").read_bytes() == pool_bytes
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "large.npz", "large_pruned.npz", "large_pruned_kept.npy",
+        "large_pruned_scores.npy", "pool.npz", "pruned.npz",
+        "pruned_kept.npy", "pruned_scores.npy",
+    ]  # fmt: skip
+    # 10,000 more images are 31 MB of uint8 and 123 MB as float32; a streamed
+    # run holds chunks of 1,000 whatever the pool size. Measured: +1 MB.
+    assert large - small < 31e6 / 4, (small, large)

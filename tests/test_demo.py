@@ -3,13 +3,14 @@
 import json
 import math
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
-from advprune.demo import _plot_scores, format_table, run_demo
+from advprune.demo import _plot, format_table, run_demo
 
 TINY = {
     "n_synthetic": 120,
@@ -77,10 +78,12 @@ def test_files_are_written(demo):
     json_path = output_dir / "results.json"
     assert results["files"]["results"] == str(json_path)
     assert json.loads(json_path.read_text()) == json.loads(json.dumps(results))
-    plot = output_dir / "scores.png"
-    assert results["files"]["scores_plot"] == str(plot)
-    assert plot.read_bytes().startswith(b"\x89PNG")
+    for key, name in (("scores_plot", "scores.png"), ("accuracy_plot", "accuracy.png")):
+        plot = output_dir / name
+        assert results["files"][key] == str(plot)
+        assert plot.read_bytes().startswith(b"\x89PNG")
     assert sorted(p.name for p in output_dir.iterdir()) == [
+        "accuracy.png",
         "results.json",
         "scores.png",
     ]
@@ -137,15 +140,30 @@ def _fitted_pruner():
     )
 
 
-def test_plot_is_skipped_without_matplotlib(tmp_path, monkeypatch):
+ROWS = [
+    {"method": m, "n_train": n, "clean_accuracy": c, "robust_accuracy": r}
+    for m, n, c, r in zip(
+        METHODS, (30, 30, 60), (0.9, 0.8, 0.95), (0.5, 0.4, 0.6), strict=True
+    )
+]
+SETTINGS = {"eval_steps": 20, "eps": 0.2}
+
+
+def test_plots_are_skipped_without_matplotlib(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     notes = []
-    assert _plot_scores(_fitted_pruner(), tmp_path / "s.png", say=notes.append) is None
-    assert notes == ["matplotlib is not installed: skipping scores.png"]
+    assert _plot(_fitted_pruner(), ROWS, tmp_path, SETTINGS, notes.append) == (
+        None,
+        None,
+    )
+    (note,) = notes
+    assert "'plot' extra" in note and "Skipping scores.png and accuracy.png" in note
     assert list(tmp_path.iterdir()) == []
 
 
-def test_plot_marks_direct_and_extrapolated_scores(tmp_path, monkeypatch):
+@pytest.fixture
+def figures(monkeypatch):
+    """The figures saved while the test runs."""
     saved = []
     from matplotlib.figure import Figure
 
@@ -156,15 +174,30 @@ def test_plot_marks_direct_and_extrapolated_scores(tmp_path, monkeypatch):
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(Figure, "savefig", savefig)
-    path = tmp_path / "s.png"
-    assert _plot_scores(_fitted_pruner(), path, say=print) == path
-    assert path.read_bytes().startswith(b"\x89PNG")
-    (ax,) = saved[0].axes
+    return saved
+
+
+def test_plots_mark_scores_threshold_and_accuracies(tmp_path, figures):
+    scores, accuracy = _plot(_fitted_pruner(), ROWS, tmp_path, SETTINGS, print)
+    assert (scores, accuracy) == (
+        str(tmp_path / "scores.png"),
+        str(tmp_path / "accuracy.png"),
+    )
+    for path in (scores, accuracy):
+        assert Path(path).read_bytes().startswith(b"\x89PNG")
+    (ax,) = figures[0].axes
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert labels == [
         "direct (2 scored samples)",
         "extrapolated (4 samples)",
-        "lowest kept score",
+        "threshold 0.4 (lowest kept score)",
     ]
     (cut,) = ax.get_lines()
     assert cut.get_xdata()[0] == 0.4
+    (ax,) = figures[1].axes
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["clean", "robust (PGD-20 CE+CW, eps 0.2)"]
+    heights = [round(bar.get_height(), 3) for bar in ax.patches]
+    assert heights == [0.9, 0.8, 0.95, 0.5, 0.4, 0.6]
+    ticks = [t.get_text() for t in ax.get_xticklabels()]
+    assert ticks[2] == "real + full pool\n(60 samples)"

@@ -370,3 +370,23 @@ def test_extrapolate_within_groups_uses_only_same_group_neighbours():
     lonely[np.setdiff1d(np.arange(300), scored)[:5]] = 3
     with pytest.raises(ValueError, match="group 3 has no scored sample"):
         extrapolate(E, scored, scores, groups=lonely)
+
+
+def test_shards_predict_every_row_once_as_one_process_does():
+    from advprune.extrapolation import extrapolate
+
+    rng = np.random.default_rng(0)
+    E = rng.normal(size=(500, 4))
+    scored = rng.choice(500, 60, replace=False)
+    whole = extrapolate(E, scored, rng.normal(size=60), chunk_size=40)
+    scores = whole[scored]
+    outs = []
+    for index in range(3):
+        out = np.full(500, np.nan)
+        extrapolate(E, scored, scores, chunk_size=40, out=out, shard=(index, 3))
+        outs.append(~np.isnan(out))
+        np.testing.assert_array_equal(out[outs[-1]], whole[outs[-1]])
+    assert (np.sum(outs, axis=0) == 1).all()
+    for bad, error in (((3, 3), ValueError), ((0,), TypeError), (0.5, TypeError)):
+        with pytest.raises(error, match="shard"):
+            extrapolate(E, scored, scores, shard=bad)

@@ -1,5 +1,7 @@
 """Tests of advprune.metrics.robust_accuracy and make_robust_scorer."""
 
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -196,6 +198,7 @@ def test_bad_estimators_and_options():
         {"step_size": 0.0},
         {"losses": ()},
         {"losses": ("ce", "dlr")},
+        {"attack": "fgsm"},
     ):
         name = next(iter(bad))
         with pytest.raises(ValueError, match=name):
@@ -230,3 +233,72 @@ def test_robust_scorer_in_grid_search():
     scores = search.cv_results_["mean_test_score"]
     assert scores.shape == (2,)
     assert np.all((scores >= 0) & (scores <= 1))
+
+
+# -- AutoAttack -----------------------------------------------------------------
+
+
+def _four_blobs_classifier():
+    """A linear classifier of four noisy 8x8 image classes: PGD leaves some
+    samples robust at a small budget, and each forward pass costs microseconds,
+    so that AutoAttack's 5,000 Square queries stay fast on a CPU."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 4, 170)
+    centers = rng.uniform(0.3, 0.7, size=(4, 1, 8, 8))
+    X = np.clip(centers[y] + 0.15 * rng.normal(size=(170, 1, 8, 8)), 0, 1)
+    X = X.astype(np.float32)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 4))
+    clf = AdversarialClassifier(
+        model, eps=0.03, attack_steps=3, epochs=10, device="cpu", random_state=0
+    )
+    return clf.fit(X[:150], y[:150]), X[150:], y[150:]
+
+
+def test_autoattack_is_never_above_pgd():
+    pytest.importorskip("pyautoattack", reason="the autoattack extra is not installed")
+    clf, X, y = _four_blobs_classifier()
+    state = torch.get_rng_state()
+    # Linf: the whole standard version, Square's 5,000 queries included
+    # (samples survive APGD and FAB): about 15 s, nearly all of it Square.
+    pgd = robust_accuracy(clf, X, y, eps=0.06, norm="linf", steps=20, random_state=0)
+    auto = robust_accuracy(
+        clf, X, y, eps=0.06, norm="linf", attack="autoattack", random_state=0
+    )
+    assert 0 < auto <= pgd < clf.score(X, y)
+    # AutoAttack reseeds torch's generator; the caller's stream is restored.
+    assert torch.equal(torch.get_rng_state(), state)
+    # L2: one short PGD step leaves samples that AutoAttack breaks (all of
+    # them, so that its Square attack has nothing left to run on).
+    weak = robust_accuracy(
+        clf, X, y, eps=1.0, norm="l2", steps=1, step_size=0.05, random_state=0
+    )
+    auto = robust_accuracy(
+        clf, X, y, eps=1.0, norm="l2", attack="autoattack", random_state=0
+    )
+    assert auto < weak
+    scorer = make_robust_scorer(eps=1.0, norm="l2", attack="autoattack")
+    assert scorer(clf, X, y) <= weak
+
+
+def test_autoattack_refuses_what_it_cannot_attack():
+    pytest.importorskip("pyautoattack", reason="the autoattack extra is not installed")
+    two_classes = _threshold_classifier()
+    with pytest.raises(ValueError, match="image inputs"):
+        robust_accuracy(two_classes, X_LINE, Y_LINE, attack="autoattack")
+    clf, X, y = _four_blobs_classifier()
+    with pytest.raises(ValueError, match="bounds"):
+        robust_accuracy(clf.set_params(bounds=(0.0, 2.0)), X, y, attack="autoattack")
+    few = AdversarialClassifier(epochs=1, attack_steps=1, device="cpu")
+    few.fit(X, y % 2)
+    with pytest.raises(ValueError, match="at least 4 classes"):
+        robust_accuracy(few, X, y % 2, attack="autoattack")
+
+
+def test_autoattack_without_the_extra_names_it(monkeypatch):
+    # None in sys.modules makes the import fail as if it were not installed.
+    monkeypatch.setitem(sys.modules, "pyautoattack", None)
+    with pytest.raises(ImportError, match="autoattack.*extra"):
+        make_robust_scorer(attack="autoattack")
+    with pytest.raises(ImportError, match="pip install"):
+        robust_accuracy(_threshold_classifier(), X_LINE, Y_LINE, attack="autoattack")

@@ -15,7 +15,9 @@ import zlib
 import numpy as np
 
 from .._io import replacing, replacing_all
-from ._imagearray import ImageArray
+from .._mmap import read_only_span, release_span
+from .._progress import progress_bar
+from ._imagearray import _GATHER_ROWS, ImageArray
 from ._paths import _check_input_file, _check_output_file, _check_path
 
 _POOL_IMAGES = "images.npy"
@@ -384,6 +386,12 @@ def _read_exactly(f, n_bytes):
     return b"".join(parts) if len(parts) != 1 else parts[0]
 
 
+def _counted(chunks, bar):
+    for chunk in chunks:
+        yield chunk
+        bar.update(len(chunk))
+
+
 def _labels_as_int64(chunks):
     limit = np.iinfo(np.int64).max
     for chunk in chunks:
@@ -393,7 +401,13 @@ def _labels_as_int64(chunks):
 
 
 def convert_npz_pool(
-    npz_path, out_dir, *, image_key="image", label_key="label", chunk_size=65536
+    npz_path,
+    out_dir,
+    *,
+    image_key="image",
+    label_key="label",
+    chunk_size=65536,
+    verbose=False,
 ):
     """Convert a generated pool from the published ``.npz`` layout to ``.npy`` files.
 
@@ -428,6 +442,8 @@ def convert_npz_pool(
     chunk_size : int, default=65536
         Rows read and written at a time (65,536 images of 32x32x3 are
         200 MB).
+    verbose : bool, default=False
+        A progress bar over the images written.
 
     Returns
     -------
@@ -521,12 +537,15 @@ def convert_npz_pool(
         n_bytes = images.shape[0] * (math.prod(images.shape[1:]) + 8)
         _check_free_space(out_dir, n_bytes, f"the pool of {str(npz_path)!r}")
         images_temporary, labels_temporary = temporaries
-        _write_npy(
-            images_temporary,
-            images.chunks(chunk_size),
-            images.shape,
-            np.dtype(np.uint8),
-        )
+        with progress_bar(
+            total=images.shape[0], desc="converting", unit="image", verbose=verbose
+        ) as bar:
+            _write_npy(
+                images_temporary,
+                _counted(images.chunks(chunk_size), bar),
+                images.shape,
+                np.dtype(np.uint8),
+            )
         _write_npy(
             labels_temporary,
             _labels_as_int64(labels.chunks(chunk_size)),
@@ -534,3 +553,68 @@ def convert_npz_pool(
             np.dtype(np.int64),
         )
     return images_path, labels_path
+
+
+# -- the kept rows of a pool, in the published .npz layout -----------------------
+
+
+def _npz_label_dtype(npz_path, label_key):
+    """The dtype the archive stores its labels in (read from the member's
+    header only), so that a pruned copy keeps it."""
+    with zipfile.ZipFile(npz_path) as archive:
+        labels = _NpzMember(archive, label_key, npz_path)
+        labels.close()
+    return labels.dtype
+
+
+def _write_npz_member(archive, name, rows_of_blocks, shape, dtype):
+    """Stream blocks of rows into the ``.npy`` member ``name`` of a zip being
+    written: memory holds one block, whatever the member's size."""
+    header = {
+        "descr": np.lib.format.dtype_to_descr(dtype),
+        "fortran_order": False,
+        "shape": shape,
+    }
+    # force_zip64: the size is not declared up front, and may pass 4 GB.
+    with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+        np.lib.format.write_array_header_1_0(member, header)
+        for block in rows_of_blocks:
+            member.write(np.ascontiguousarray(block, dtype=dtype).data)
+
+
+def write_pruned_npz(
+    file, pool_dir, npz_path, rows, *, image_key="image", label_key="label", bar=None
+):
+    """Write rows ``rows`` of a pool converted by :func:`convert_npz_pool` (in
+    ``pool_dir``) to ``file`` in the layout of the archive it came from
+    (``npz_path``: its keys, its label dtype), uncompressed like ``np.savez``.
+
+    The images are gathered ``_GATHER_ROWS`` rows at a time from the memory
+    map, with its pages released after each block, so memory stays bounded
+    for a pool larger than RAM. ``bar`` is advanced by the images written.
+    """
+    images = np.load(pool_dir / _POOL_IMAGES, mmap_mode="r")
+    labels = np.load(pool_dir / _POOL_LABELS, mmap_mode="r")
+    rows = np.asarray(rows, dtype=np.int64)
+    span = read_only_span(images)
+
+    def image_blocks():
+        for start in range(0, len(rows), _GATHER_ROWS):
+            block = images[rows[start : start + _GATHER_ROWS]]
+            release_span(span)
+            yield block
+            if bar is not None:
+                bar.update(len(block))
+
+    label_dtype = _npz_label_dtype(npz_path, label_key)
+    with zipfile.ZipFile(file, "x", compression=zipfile.ZIP_STORED) as archive:
+        _write_npz_member(
+            archive,
+            image_key,
+            image_blocks(),
+            (len(rows), *images.shape[1:]),
+            np.dtype(np.uint8),
+        )
+        _write_npz_member(archive, label_key, [labels[rows]], (len(rows),), label_dtype)
+    with open(file, "rb+") as f:
+        os.fsync(f.fileno())

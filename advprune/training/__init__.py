@@ -15,6 +15,11 @@ from.
   Nearly free, but the model is in train mode, the input may be augmented, and
   the model changes during the epoch. There is no clean series in this mode.
 
+Started under ``torchrun``, the same loop trains data-parallel
+(DistributedDataParallel, each batch split between the processes, every
+callback's recordings merged after each epoch through
+:meth:`Callback.recorded_arrays`).
+
 The same engine trains the scoring run of the pruner and the
 ``AdversarialClassifier``; the loop is hand-written rather than built on skorch
 because recording needs each batch's sample indices and the adversarial logits

@@ -5,6 +5,8 @@ from numbers import Integral
 import numpy as np
 import torch
 
+from ._distributed import local_cuda_device
+
 __all__ = ["batched_forward", "resolve_device", "torch_generator"]
 
 
@@ -15,7 +17,9 @@ def resolve_device(device="auto"):
     ----------
     device : str or torch.device, default="auto"
         ``"auto"`` picks CUDA when it is available, else the CPU. Anything else
-        is passed to ``torch.device``.
+        is passed to ``torch.device``. In a data-parallel job started by
+        ``torchrun``, ``"auto"`` and ``"cuda"`` mean the process's own GPU,
+        ``cuda:LOCAL_RANK``.
 
     Returns
     -------
@@ -34,13 +38,15 @@ def resolve_device(device="auto"):
     device(type='cpu')
     """
     if isinstance(device, str) and device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError) as exc:
         raise ValueError(
             f"device must be 'auto', 'cpu', 'cuda' or a torch.device; got {device!r}."
         ) from exc
+    if resolved.type == "cuda" and resolved.index is None:
+        resolved = local_cuda_device() or resolved
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(
             f"device={str(device)!r}, but CUDA is not available to this PyTorch "
@@ -91,7 +97,9 @@ def torch_generator(random_state=None):
 
 
 @torch.no_grad()
-def batched_forward(model, X, *, batch_size=512, device="cpu", transform=None):
+def batched_forward(
+    model, X, *, batch_size=512, device="cpu", transform=None, progress=None
+):
     """Apply ``model`` (or ``transform(model, batch)``) to ``X`` in batches.
 
     The model's train/eval mode is left as it is: callers that want inference
@@ -106,6 +114,8 @@ def batched_forward(model, X, *, batch_size=512, device="cpu", transform=None):
     device : str or torch.device, default="cpu"
     transform : callable or None, default=None
         ``transform(model, x_batch) -> tensor``; ``None`` calls ``model(x)``.
+    progress : tqdm.tqdm or None, default=None
+        A progress bar advanced by the rows of each batch.
 
     Returns
     -------
@@ -128,6 +138,8 @@ def batched_forward(model, X, *, batch_size=512, device="cpu", transform=None):
         ).to(device)
         out = model(batch) if transform is None else transform(model, batch)
         outputs.append(out.float().cpu().numpy())
+        if progress is not None:
+            progress.update(len(batch))
     if not outputs:
         raise ValueError("X must contain at least one sample.")
     return np.concatenate(outputs)

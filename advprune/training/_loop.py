@@ -10,10 +10,18 @@ import torch
 import torch.nn.functional as F
 
 from .._validation import training_params, validate_training_params
-from ..attacks import pgd
+from ..attacks import _random_start, pgd
 from ..models import _fingerprint
 from ._checkpoint import _Checkpoint
 from ._device import resolve_device, torch_generator
+from ._distributed import (
+    GradientWeights,
+    broadcast_buffers,
+    merge_disjoint,
+    shard,
+    weighted_allreduce,
+    world,
+)
 from ._recording import EpochRecorder, OnlineRecorder, _ProgressBar
 
 __all__ = ["AdversarialTrainer"]
@@ -72,7 +80,9 @@ class AdversarialTrainer:
     random_state : int, RandomState or None, default=None
         Seeds batch order and attack random starts.
     verbose : bool, default=False
-        Show a tqdm progress bar over epochs.
+        Show a progress bar over the batches of the whole run (with the
+        epoch, the last epoch's loss and training accuracy, and an ETA), and
+        one over each epoch's recording.
 
     Attributes
     ----------
@@ -80,6 +90,24 @@ class AdversarialTrainer:
         Per epoch: mean training loss, training (adversarial) accuracy, seconds.
     n_classes_ : int
     device_ : torch.device
+    rank_, world_size_ : int
+        This process's rank and the number of processes of a data-parallel
+        run; 0 and 1 otherwise.
+    network_ : torch.nn.Module
+        What the differentiated forward passes run through: ``model``, or
+        during a data-parallel run ``model`` in
+        :class:`~torch.nn.parallel.DistributedDataParallel`.
+
+    Notes
+    -----
+    Data-parallel training: started under ``torchrun`` (or any
+    ``torch.distributed`` process group), ``fit`` splits every batch of
+    ``batch_size`` samples between the processes, reduces the gradients
+    weighted by each process's share, and merges every callback's
+    :meth:`~advprune.training.Callback.recorded_arrays` after each epoch, so
+    that each process ends with the same model and recordings: those of a
+    one-process run up to rounding when the model has no batch
+    normalisation. See the user guide.
 
     Examples
     --------
@@ -186,7 +214,7 @@ class AdversarialTrainer:
 
     # -- the per-batch steps --------------------------------------------------
 
-    def attack(self, x, y, *, generator=None, loss="ce", steps=None):
+    def attack(self, x, y, *, generator=None, loss="ce", steps=None, of_batch=None):
         """Return PGD inputs against the model in its current mode.
 
         Parameters
@@ -199,7 +227,33 @@ class AdversarialTrainer:
         steps : int or None, default=None
             PGD steps; ``None`` uses ``attack_steps`` (and ``step_size``),
             otherwise the step is ``2.5 * eps / steps``.
+        of_batch : int or None, default=None
+            In a data-parallel run: ``x`` holds this process's rows,
+            ``self.shard(of_batch)``, of a batch of ``of_batch`` samples. The
+            random starts of the whole batch are drawn and this process keeps
+            its rows', so that every sample starts where a one-process run
+            starts it and the generator stays the same in every process.
+            During a training step it is the step's batch; ``None`` otherwise.
         """
+        generator = self.generator_ if generator is None else generator
+        if of_batch is None:
+            of_batch = getattr(self, "_of_batch", None)
+        start = True
+        if of_batch is not None and self.eps > 0:
+            starts = _random_start(
+                (of_batch, *x.shape[1:]),
+                self.eps,
+                self.norm,
+                generator,
+                dtype=x.dtype,
+                device=x.device,
+            )
+            rows = torch.from_numpy(self.shard(of_batch)).to(x.device)
+            if len(rows) != len(x):  # the training loop's stand-in row
+                return x.clone()
+            start = starts[rows]
+        if len(x) == 0:
+            return x.clone()
         with self.autocast():
             return pgd(
                 self.model,
@@ -210,9 +264,29 @@ class AdversarialTrainer:
                 steps=self.attack_steps if steps is None else steps,
                 step_size=self.step_size if steps is None else None,
                 loss=loss,
+                random_start=start,
                 bounds=self.bounds_,
-                generator=self.generator_ if generator is None else generator,
+                generator=generator,
             )
+
+    def shard(self, n):
+        """This process's positions among ``n`` items of a batch.
+
+        In a data-parallel run (under ``torchrun``), process ``rank_`` of
+        ``world_size_`` takes positions ``rank_, rank_ + world_size_, ...``;
+        otherwise all of them. Callbacks that evaluate many samples use it to
+        split the work the same way as the trainer (see
+        :meth:`Callback.recorded_arrays`).
+
+        Examples
+        --------
+        >>> import torch
+        >>> from advprune.training import AdversarialTrainer
+        >>> AdversarialTrainer(torch.nn.Linear(2, 2)).shard(3).tolist()
+        [0, 1, 2]
+        """
+        rank, size = getattr(self, "rank_", 0), getattr(self, "world_size_", 1)
+        return shard(n, rank, size)
 
     def train_step(self, x, y):
         """One optimisation step on a batch; returns ``(logits, loss)``.
@@ -220,13 +294,16 @@ class AdversarialTrainer:
         ``logits`` are those of the training forward pass on the input the
         objective is computed on (adversarial for PGD-AT and TRADES), which
         the online recorder reads. The attack is generated in eval mode so that
-        its forward passes do not update batch-norm statistics.
+        its forward passes do not update batch-norm statistics. The forward
+        passes that are differentiated go through ``network_`` (the model, or
+        its DistributedDataParallel wrapper in a data-parallel run); the
+        attack's go through ``model``.
         """
-        model = self.model
+        model, network = self.model, self.network_
         if self.method == "standard":
             model.train()
             with self.autocast():
-                logits = model(x)
+                logits = network(x)
                 loss = F.cross_entropy(logits, y)
         else:
             model.eval()
@@ -234,7 +311,7 @@ class AdversarialTrainer:
                 x_adv = self.attack(x, y)
                 model.train()
                 with self.autocast():
-                    logits = model(x_adv)
+                    logits = network(x_adv)
                     loss = F.cross_entropy(logits, y)
             else:
                 with torch.no_grad(), self.autocast():
@@ -252,8 +329,8 @@ class AdversarialTrainer:
                 x_adv = self.attack(x, y, loss=kl_to_clean)
                 model.train()
                 with self.autocast():
-                    clean_logits = model(x)
-                    logits = model(x_adv)
+                    clean_logits = network(x)
+                    logits = network(x_adv)
                     robust = F.kl_div(
                         F.log_softmax(logits.float(), dim=1),
                         F.log_softmax(clean_logits.float(), dim=1),
@@ -341,6 +418,7 @@ class AdversarialTrainer:
         ):
             raise ValueError(f"record_indices must lie in [0, {n}).")
 
+        self.rank_, self.world_size_ = world()
         self.device_ = resolve_device(self.device)
         self.amp_ = bool(self.amp) and self.device_.type == "cuda"
         if self.amp and not self.amp_:
@@ -353,6 +431,8 @@ class AdversarialTrainer:
         train_seed, record_seed = torch.randint(2**62, (2,), generator=seeds).tolist()
         self.generator_ = torch.Generator().manual_seed(train_seed)
         self.model.to(self.device_)
+        self.network_ = self._wrap(self.model)
+        self._of_batch = None
         self.optimizer_ = self._make_optimizer()
         steps_per_epoch = math.ceil(n / self.batch_size)
         self.scheduler_ = self._make_schedule(self.optimizer_, steps_per_epoch)
@@ -388,17 +468,59 @@ class AdversarialTrainer:
         first_epoch = 0
         if checkpoint is not None:
             first_epoch = checkpoint.restore(self, stateful)
+            self._check_same_start(first_epoch, checkpoint_dir)
         for epoch in range(first_epoch, self.epochs):
             self.epoch_ = epoch
             self._run_epoch(X_tensor, y_tensor, hooks)
             for hook in hooks:
                 hook.on_epoch_end(self, epoch=epoch)
-            if checkpoint is not None:
+            if self.world_size_ > 1:
+                self._merge_recordings(hooks, epoch)
+            if checkpoint is not None and self.rank_ == 0:
                 checkpoint.save(self, stateful)
         for hook in hooks:
             hook.on_train_end(self)
         self.model.eval()
+        self.network_ = self.model
         return None if recorder is None else recorder.dynamics()
+
+    # -- data parallelism -------------------------------------------------------
+
+    def _wrap(self, model):
+        """The model in DistributedDataParallel in a data-parallel run, whose
+        gradients are reduced weighted by each process's share of the batch."""
+        if self.world_size_ == 1:
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+
+        network = DistributedDataParallel(
+            model,
+            device_ids=[self.device_] if self.device_.type == "cuda" else None,
+        )
+        self._weights = GradientWeights()
+        network.register_comm_hook(self._weights, weighted_allreduce)
+        return network
+
+    def _merge_recordings(self, hooks, epoch):
+        """Every process ends the epoch with the same model state and the whole
+        epoch of every callback's recordings."""
+        with torch.no_grad():
+            broadcast_buffers(self.model)
+        for hook in hooks:
+            for name, array in hook.recorded_arrays(epoch).items():
+                array[...] = merge_disjoint(array, f"{type(hook).__name__}.{name}")
+
+    def _check_same_start(self, first_epoch, checkpoint_dir):
+        if self.world_size_ == 1:
+            return
+        starts = [None] * self.world_size_
+        torch.distributed.all_gather_object(starts, first_epoch)
+        if len(set(starts)) > 1:
+            raise ValueError(
+                f"checkpoint_dir {str(checkpoint_dir)!r}: the processes would "
+                f"resume from different epochs {starts}; every process must see "
+                "the same directory (a shared file system)."
+            )
 
     def _check_augment(self, X_sample):
         """Dry-run ``augment`` on two training samples, so that an augmentation
@@ -461,15 +583,31 @@ class AdversarialTrainer:
         correct = torch.zeros((), device=self.device_)
         for start in range(0, len(X), self.batch_size):
             indices = order[start : start + self.batch_size]
-            xb = X[indices].to(self.device_, non_blocking=True)
-            yb = y[indices].to(self.device_, non_blocking=True)
-            if self.augment is not None:
-                xb = self.augment(xb, self.generator_)
-            logits, loss = self.train_step(xb, yb)
-            total_loss += loss.detach().float() * len(indices)
+            mine = indices[torch.from_numpy(self.shard(len(indices)))]
+            xb, yb = self._batch(X, y, indices)
+            if self.world_size_ > 1:
+                self._of_batch = len(indices)
+                self._weights.weight = len(mine) / len(indices)
+            if len(mine):
+                logits, loss = self.train_step(xb, yb)
+            else:
+                # A last batch with fewer rows than processes leaves this one
+                # without a row, but every process takes part in each gradient
+                # reduction: a stand-in row, its gradient weighted 0, unattacked.
+                stand_in = indices[:1]
+                logits, loss = self.train_step(
+                    X[stand_in].to(self.device_), y[stand_in].to(self.device_)
+                )
+                logits, loss = logits[:0], loss.detach() * 0
+                yb = yb[:0]
+            self._of_batch = None
+            total_loss += loss.detach().float() * len(mine)
             correct += (logits.argmax(1) == yb).sum()
             for hook in hooks:
-                hook.on_batch_end(self, indices=indices, logits=logits, y=yb)
+                hook.on_batch_end(self, indices=mine, logits=logits, y=yb)
+        if self.world_size_ > 1:
+            torch.distributed.all_reduce(total_loss)
+            torch.distributed.all_reduce(correct)
         self.history_.append(
             {
                 "epoch": self.epoch_,
@@ -478,3 +616,21 @@ class AdversarialTrainer:
                 "seconds": time.perf_counter() - started,
             }
         )
+
+    def _batch(self, X, y, indices):
+        """This process's rows of a batch (all of them in a one-process run),
+        augmented, on the device.
+
+        In a data-parallel run the whole batch is augmented in every process,
+        so that the augmentation draws the same numbers everywhere, as one
+        process would; without augmentation only this process's rows are read.
+        """
+        rows = torch.from_numpy(self.shard(len(indices)))
+        if self.augment is None:
+            selected = indices[rows] if self.world_size_ > 1 else indices
+            xb = X[selected].to(self.device_, non_blocking=True)
+            return xb, y[selected].to(self.device_, non_blocking=True)
+        xb = X[indices].to(self.device_, non_blocking=True)
+        xb = self.augment(xb, self.generator_)
+        rows = rows.to(self.device_)
+        return xb[rows], y[indices].to(self.device_, non_blocking=True)[rows]

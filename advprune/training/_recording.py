@@ -1,13 +1,14 @@
 """Callbacks of the training loop: the recorders of training dynamics and the
 progress bar."""
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
+from .._progress import progress_bar
 from ._device import torch_generator
 
 __all__ = ["Callback", "Dynamics", "EpochRecorder", "OnlineRecorder"]
@@ -95,6 +96,22 @@ class Callback:
     def on_train_end(self, trainer, **kwargs):
         """Called once after the last epoch."""
 
+    def recorded_arrays(self, epoch):
+        """What this callback recorded in ``epoch``, to merge across processes
+        in data-parallel training.
+
+        Returns a dict of floating-point arrays, ``{name: array}``, that are
+        views of the callback's own storage (e.g. row ``epoch`` of a series).
+        In a data-parallel run (under ``torchrun``) each process records only
+        its share of the samples (``trainer.shard(n)``) and leaves every other
+        entry NaN; after every callback's :meth:`on_epoch_end`, the trainer
+        overwrites each array in place with its merge over the processes
+        (every entry from the one process that recorded it, an error if two
+        did), so that every process holds the whole recording and a
+        checkpoint saves it. Nothing to merge by default.
+        """
+        return {}
+
 
 class _Recorder(Callback):
     """Shared storage of the two recorders: a float32 series per signal and,
@@ -106,13 +123,20 @@ class _Recorder(Callback):
 
     def _allocate(self, trainer, n_classes, signals):
         n_epochs, n = trainer.epochs, len(self.indices)
+        # NaN until recorded: the convention of recorded_arrays.
         self.series_ = {s: np.full((n_epochs, n), np.nan, np.float32) for s in signals}
         self.probas_ = {
-            s: np.zeros((n_epochs, n, n_classes), np.float16)
+            s: np.full((n_epochs, n, n_classes), np.nan, np.float16)
             if self.record_probas
             else None
             for s in signals
         }
+
+    def recorded_arrays(self, epoch):
+        arrays = {f"series.{k}": v[epoch] for k, v in self.series_.items()}
+        if self.record_probas:
+            arrays.update({f"probas.{k}": v[epoch] for k, v in self.probas_.items()})
+        return arrays
 
     def _store(self, signal, epoch, positions, probas, y):
         probas = probas.float()
@@ -153,7 +177,8 @@ class EpochRecorder(_Recorder):
     The paper's protocol: model in eval mode, no augmentation, PGD with the
     trainer's own budget (``eps``, ``norm``, ``attack_steps``, cross-entropy)
     against the current model. The random starts draw from their own generator
-    so that recording does not change the training run.
+    so that recording does not change the training run. In a data-parallel run
+    each process records its share of every batch of recorded samples.
 
     Parameters
     ----------
@@ -204,19 +229,34 @@ class EpochRecorder(_Recorder):
         was_training = model.training
         model.eval()
         step = trainer.batch_size
-        for start in range(0, len(self.indices), step):
-            positions = np.arange(start, min(start + step, len(self.indices)))
-            rows = torch.as_tensor(self.indices[positions])
-            xb = self._X[rows].to(trainer.device_, non_blocking=True)
-            yb = self._y[rows].to(trainer.device_, non_blocking=True)
-            x_adv = trainer.attack(
-                xb, yb, generator=self._generator, steps=self.attack_steps
-            )
-            with torch.no_grad(), trainer.autocast():
-                clean = F.softmax(model(xb).float(), dim=1)
-                adversarial = F.softmax(model(x_adv).float(), dim=1)
-            self._store("clean", epoch, positions, clean, yb)
-            self._store("adversarial", epoch, positions, adversarial, yb)
+        with progress_bar(
+            total=len(self.indices),
+            desc=f"recording epoch {epoch + 1}",
+            unit="sample",
+            verbose=trainer.verbose,
+            leave=False,
+        ) as bar:
+            for start in range(0, len(self.indices), step):
+                batch = np.arange(start, min(start + step, len(self.indices)))
+                # This process's share of the batch (all of it in one process).
+                positions = batch[trainer.shard(len(batch))]
+                rows = torch.as_tensor(self.indices[positions])
+                xb = self._X[rows].to(trainer.device_, non_blocking=True)
+                yb = self._y[rows].to(trainer.device_, non_blocking=True)
+                x_adv = trainer.attack(
+                    xb,
+                    yb,
+                    generator=self._generator,
+                    of_batch=len(batch) if trainer.world_size_ > 1 else None,
+                    steps=self.attack_steps,
+                )
+                if len(positions):
+                    with torch.no_grad(), trainer.autocast():
+                        clean = F.softmax(model(xb).float(), dim=1)
+                        adversarial = F.softmax(model(x_adv).float(), dim=1)
+                    self._store("clean", epoch, positions, clean, yb)
+                    self._store("adversarial", epoch, positions, adversarial, yb)
+                bar.update(len(batch))
         model.train(was_training)
 
     def on_train_end(self, trainer, **kwargs):
@@ -277,14 +317,32 @@ class OnlineRecorder(_Recorder):
 
 
 class _ProgressBar(Callback):
+    """One bar over every batch of the run, so that a long epoch shows its
+    progress and an ETA; the postfix names the epoch and the last epoch's loss
+    and training accuracy."""
+
     def on_train_begin(self, trainer, X=None, y=None, **kwargs):
-        self._bar = tqdm(
-            total=trainer.epochs, desc="adversarial training", unit="epoch"
+        self._steps = math.ceil(len(X) / trainer.batch_size)
+        self._bar = progress_bar(
+            total=trainer.epochs * self._steps,
+            desc="adversarial training",
+            unit="batch",
+        )
+        self._last = ""
+
+    def on_batch_end(self, trainer, **kwargs):
+        # A resumed run starts at its first unfinished epoch.
+        behind = trainer.epoch_ * self._steps - self._bar.n
+        self._bar.update(max(behind, 0) + 1)
+        self._bar.set_postfix_str(
+            f"epoch {trainer.epoch_ + 1}/{trainer.epochs}{self._last}", refresh=False
         )
 
     def on_epoch_end(self, trainer, epoch=None, **kwargs):
-        self._bar.set_postfix(trainer.history_[-1] if trainer.history_ else {})
-        self._bar.update()
+        last = trainer.history_[-1]
+        self._last = (
+            f", loss {last['loss']:.3f}, train acc {last['train_accuracy']:.3f}"
+        )
 
     def on_train_end(self, trainer, **kwargs):
         self._bar.close()
