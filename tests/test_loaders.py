@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from advprune import AdversarialPruner
+from advprune import AdversarialPruner, _io
 from advprune.datasets import (
     ImageArray,
     _pools,
@@ -266,6 +266,7 @@ def test_convert_npz_pool_round_trip(tmp_path, compressed, chunk_size):
     )
     assert images_path == tmp_path / "out" / "pool" / "images.npy"
     assert sorted(p.name for p in images_path.parent.iterdir()) == [
+        "advprune-manifest.json",
         "images.npy",
         "labels.npy",
     ]
@@ -422,7 +423,7 @@ def test_convert_npz_pool_checks_disk_space_first(tmp_path, monkeypatch):
     def full_disk(path):
         return type("usage", (), {"free": 1000})()
 
-    monkeypatch.setattr(_pools.shutil, "disk_usage", full_disk)
+    monkeypatch.setattr(_io.shutil, "disk_usage", full_disk)
     with pytest.raises(OSError, match="not enough free disk space") as info:
         convert_npz_pool(tmp_path / "pool.npz", out)
     assert info.value.errno == errno.ENOSPC
