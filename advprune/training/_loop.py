@@ -3,6 +3,7 @@
 import math
 import time
 import warnings
+from numbers import Integral, Real
 
 import joblib
 import numpy as np
@@ -12,6 +13,7 @@ import torch.nn.functional as F
 from .._validation import training_params, validate_training_params
 from ..attacks import pgd
 from ..models import _fingerprint
+from ._augment import stable_identity
 from ._checkpoint import _Checkpoint
 from ._device import resolve_device, torch_generator
 from ._recording import EpochRecorder, OnlineRecorder, _ProgressBar
@@ -402,15 +404,28 @@ class AdversarialTrainer:
             )
 
     def _run_key(self, X, y, record_indices, record, record_probas):
-        """Fingerprint of a run: data, parameters and initial weights."""
+        """Fingerprint of a run: what changes its result, and nothing else.
+
+        The data, the initial weights, what is recorded, the seed and every
+        training parameter, numbers by value (``0.1`` and ``np.float64(0.1)``
+        alike), ``bounds`` as validated, the device by its type (CPU and CUDA
+        runs differ in their last bits; ``"auto"``, ``"cpu"`` or ``"cuda:0"``
+        spell a type), AMP as it is applied, and ``augment`` by
+        :func:`~advprune.training._augment.stable_identity`. Not ``verbose``.
+        """
         params = {
-            k: v for k, v in vars(self).items() if not k.endswith("_") and k != "model"
+            **training_params(self),
+            "bounds": self.bounds_,
+            "device": self.device_.type,
+            "amp": self.amp_,
+            "augment": stable_identity(self.augment),
         }
         return joblib.hash(
             [
                 X.numpy(),
                 y.numpy(),
-                repr(params),
+                {name: _by_value(value) for name, value in params.items()},
+                _by_value(self.random_state),
                 _fingerprint(self.model),
                 record_indices,
                 record,
@@ -466,3 +481,16 @@ class AdversarialTrainer:
                 "seconds": time.perf_counter() - started,
             }
         )
+
+
+def _by_value(value):
+    """Numbers as plain Python numbers, so that equal values hash alike."""
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if isinstance(value, Integral):
+        return int(value)
+    if isinstance(value, Real):
+        return float(value)
+    if isinstance(value, tuple | list):
+        return tuple(_by_value(item) for item in value)
+    return value
