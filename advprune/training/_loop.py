@@ -302,12 +302,21 @@ class AdversarialTrainer:
         checkpoint_dir : str, path or None, default=None
             After every epoch, the model, optimizer, schedule, RNG states,
             history and the dynamics recorded so far are saved there
-            atomically (a temporary file, then a rename). A later call with
-            the same model initialisation, data and parameters resumes from the
-            last saved epoch and ends with the same result (bit-identical on
-            the CPU) as an uninterrupted run; a checkpoint of a different run
-            raises ``ValueError``. It loads with ``torch.load(path,
-            weights_only=True)``.
+            atomically (a temporary file, then a rename) with a SHA-256 digest
+            of their bytes. A later call of the same run resumes from the last
+            saved epoch and ends with the same result (bit-identical on the
+            CPU) as an uninterrupted run. The same run: the same data, initial
+            weights, recording, seed and training parameters, on a device of
+            the same type (CPU or CUDA; ``"auto"``, ``"cpu"`` or ``"cuda:0"``
+            are spellings of one), with ``augment`` the same function (by
+            module and qualified name; its code is not compared) or an object
+            of the same class and repr; ``verbose`` does not count. A
+            checkpoint of a different run raises ``ValueError``, and so does a
+            damaged or edited one (its digest does not match), naming the file,
+            before anything is restored: delete the file to start over.
+            Temporary files of a save that was killed are removed when the
+            next run starts. ``torch.load(path, weights_only=True)`` reads the
+            file as ``{"format", "sha256", "state"}``.
 
         Returns
         -------
