@@ -80,6 +80,7 @@ def test_score_writes_subset_scores_and_embeddings_of_all_rows(flat):
     assert len(np.unique(embeddings, axis=0)) == len(X)
     # No temporary files are left behind.
     assert sorted(p.name for p in (root / "run").iterdir()) == [
+        "advprune-manifest.json",
         "all_scores.npy",
         "embeddings.npy",
         "scored_indices.npy",
