@@ -368,5 +368,10 @@ def check_writable(directory):
         )
     # An unnamed file (O_TMPFILE where the file system has it) or one removed
     # at once.
-    with tempfile.TemporaryFile(dir=existing):
-        pass
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise type(exc)(
+            exc.errno, f"cannot create a file in {str(existing)!r}: {exc.strerror}"
+        ) from exc

@@ -152,7 +152,9 @@ default="model"
         memory-mapped pool larger than RAM works.
     memory : str, joblib.Memory or None, default=None
         Caches the scoring run on the scored subset and the scoring
-        parameters, as ``sklearn.pipeline.Pipeline`` caches transformers.
+        parameters, as ``sklearn.pipeline.Pipeline`` caches transformers. A
+        location that cannot be created or written is a ``ValueError`` before
+        training.
     checkpoint_dir : str, path or None, default=None
         Where the scoring run saves a checkpoint after every epoch (model,
         optimizer, RNG states, dynamics so far), atomically and with a

@@ -76,7 +76,9 @@ class _Checkpoint:
                 os.fsync(fh.fileno())
         except OSError as exc:
             raise OSError(
-                exc.errno, f"cannot write the checkpoint {str(self.path)!r}: {exc}"
+                exc.errno,
+                f"cannot write the checkpoint {str(self.path)!r}: "
+                f"{exc.strerror or exc}",
             ) from exc
 
     def restore(self, trainer, recorder):
@@ -115,7 +117,8 @@ def read_checkpoint(path, *, map_location="cpu"):
             data = fh.read()
     except OSError as exc:
         raise OSError(
-            exc.errno, f"cannot read the checkpoint {str(path)!r}: {exc}"
+            exc.errno,
+            f"cannot read the checkpoint {str(path)!r}: {exc.strerror or exc}",
         ) from exc
     try:
         record = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
