@@ -21,6 +21,7 @@ from ._validation import check_model_output
 from .models import _fingerprint, build_model
 from .selection import stratified_subset
 from .training import AdversarialTrainer, Dynamics
+from .training._augment import stable_identity
 
 __all__ = ["ScoringRun", "scoring_run", "subset_count"]
 
@@ -125,7 +126,8 @@ def scoring_run(
     random_state : int, RandomState or None, default=None
     memory : str, joblib.Memory or None, default=None
         Caches the training run on the subset's data and every parameter that
-        changes it.
+        changes it (``augment`` by its name or repr, as a checkpoint
+        identifies it).
     checkpoint_dir : str, path or None, default=None
         Per-epoch checkpoints to resume an interrupted run from.
     verbose : bool, default=False
@@ -172,15 +174,20 @@ def scoring_run(
     )
     check_model_output(network, X_subset[:2], len(classes))
 
+    # The cache keys the model by its weights and augment by the identity a
+    # checkpoint uses: joblib cannot hash a lambda or a local function.
     train = check_memory(memory).cache(
-        _train_subset, ignore=["model", "verbose", "checkpoint_dir"]
+        _train_subset, ignore=["model", "augment", "verbose", "checkpoint_dir"]
     )
+    augment = training.pop("augment", None)
     started = time.perf_counter()
     trained, dynamics, history = train(
         X_subset,
         y_codes[subset].astype(np.int64),
         network,
         _fingerprint(network),
+        augment,
+        stable_identity(augment),
         training,
         record,
         record_probas,
@@ -203,6 +210,8 @@ def _train_subset(
     y_subset,
     model,
     model_key,
+    augment,
+    augment_key,
     training,
     record,
     record_probas,
@@ -212,8 +221,10 @@ def _train_subset(
 ):
     """The training run itself; a module-level function so that
     ``joblib.Memory`` can cache it on its arguments (the model through
-    ``model_key``)."""
-    trainer = AdversarialTrainer(model, random_state=seed, verbose=verbose, **training)
+    ``model_key``, the augmentation through ``augment_key``)."""
+    trainer = AdversarialTrainer(
+        model, augment=augment, random_state=seed, verbose=verbose, **training
+    )
     dynamics = trainer.fit(
         X_subset,
         y_subset,
