@@ -364,3 +364,33 @@ def test_convert_writes_memmappable_pool(tmp_path):
     missing = run_cli("convert", "absent.npz", "out2", cwd=tmp_path)
     assert_usage_error(missing, "absent.npz")
     assert not (tmp_path / "out2" / "images.npy").exists()
+
+
+def test_score_resumes_from_its_checkpoint_dir(flat, tmp_path, monkeypatch, capsys):
+    """An interrupted `score --checkpoint-dir` run, run again, resumes and
+    writes the scores of an uninterrupted run."""
+    from advprune.training._checkpoint import _Checkpoint
+
+    root, _, _ = flat
+    monkeypatch.chdir(tmp_path)
+    argv = ["score", str(root / "X.npy"), str(root / "y.npy"), "--out-dir", "run",
+            "--subset-size", "0.5", "--importance", "frequency", "--epochs", "3",
+            "--attack-steps", "1", "--eps", "0.05", "--batch-size", "32",
+            "--device", "cpu", "--quiet",
+            "--checkpoint-dir", "checkpoints"]  # fmt: skip
+    save = _Checkpoint.save
+
+    def save_then_interrupt(self, trainer, *args):
+        save(self, trainer, *args)
+        if trainer.epoch_ == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(_Checkpoint, "save", save_then_interrupt)
+    assert main(argv) == 130
+    assert capsys.readouterr().err == "advprune: interrupted\n"
+    assert not (tmp_path / "run").exists()
+    monkeypatch.setattr(_Checkpoint, "save", save)
+    assert main(argv) == 0
+    np.testing.assert_array_equal(
+        load(tmp_path / "run" / "all_scores.npy"), load(root / "run" / "all_scores.npy")
+    )
