@@ -134,7 +134,8 @@ def replacing_all(paths, *, manifest=None):
         for temporary, fd in locks:
             with contextlib.suppress(FileNotFoundError):
                 temporary.unlink()
-            os.close(fd)
+            if fd is not None:
+                os.close(fd)
     for directory in dict.fromkeys(target.parent for target in targets):
         with contextlib.suppress(OSError):
             fd = os.open(directory, os.O_RDONLY)
@@ -146,12 +147,16 @@ def replacing_all(paths, *, manifest=None):
 
 def _create_locked(target):
     """Create an empty hidden temporary file beside ``target`` and lock it;
-    return ``(path, fd)``. The lock lives as long as ``fd`` is open."""
+    return ``(path, fd)``. The lock lives as long as ``fd`` is open; ``fd`` is
+    None where there are no locks."""
     while True:
         temporary = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         if fcntl is None:
-            return temporary, fd
+            # Without locks, nothing to hold: and Windows cannot rename a file
+            # that is open.
+            os.close(fd)
+            return temporary, None
         fcntl.flock(fd, fcntl.LOCK_EX)
         # Another writer's cleaning may have removed the file between its
         # creation and the lock; then it is not ours to use, start again.
