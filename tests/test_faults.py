@@ -5,11 +5,9 @@ status, naming what is wrong), early (before training) and clean (no partial
 or temporary file left)."""
 
 import errno
-import fcntl
 import functools
 import io
 import os
-import pickle
 import re
 import shutil
 import signal
@@ -17,7 +15,6 @@ import subprocess
 import sys
 import time
 import warnings
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +36,7 @@ from advprune.models import MLP
 from advprune.scores import SCORES
 from advprune.training import AdversarialTrainer, Callback, RandomCropFlip
 from advprune.training._checkpoint import read_checkpoint
+from benchmarks.faults import write_bad_inputs
 
 POSIX_ONLY = pytest.mark.skipif(os.name != "posix", reason="signals are POSIX")
 
@@ -136,7 +134,6 @@ def _assert_same(dynamics, reference):
 def test_random_bit_flips_are_refused_or_resume_identically(mid_run, tmp_path):
     reference, data = mid_run
     rng = np.random.default_rng(12)
-    outcomes = []
     for i, bit in enumerate(rng.integers(0, 8 * len(data), size=24)):
         damaged = bytearray(data)
         damaged[bit // 8] ^= 1 << (bit % 8)
@@ -146,11 +143,9 @@ def test_random_bit_flips_are_refused_or_resume_identically(mid_run, tmp_path):
         except ValueError as exc:
             assert str(directory / "checkpoint.pt") in str(exc)
             assert "Delete it to start the run over" in str(exc)
-            outcomes.append("refused")
         else:
+            # A bit the reader never uses (a zip header's timestamp, say).
             _assert_same(dynamics, reference)
-            outcomes.append("identical")
-    assert len(outcomes) == 24
 
 
 def _stored_state(data):
@@ -263,6 +258,7 @@ def test_an_augmented_run_resumes_with_the_same_augment_only(tmp_path, kind):
 
 
 def test_temporaries_of_killed_saves_are_removed_at_the_next_start(mid_run, tmp_path):
+    fcntl = pytest.importorskip("fcntl", reason="advisory locks are POSIX")
     reference, data = mid_run
     run = tmp_path / "run"
     run.mkdir()
@@ -503,30 +499,7 @@ def test_an_interrupted_command_is_one_line_and_leaves_no_temporary(
 @pytest.fixture(scope="module")
 def bad_files(tmp_path_factory):
     root = tmp_path_factory.mktemp("bad_files")
-    X = np.random.default_rng(0).uniform(size=(40, 4)).astype(np.float32)
-    y = (X[:, 0] > 0.5).astype(np.int64)
-    np.save(root / "X.npy", X)
-    np.save(root / "y.npy", y)
-    X_nan = X.copy()
-    X_nan[-1, 2] = np.nan
-    np.save(root / "X_nan.npy", X_nan)
-    np.save(root / "X_empty.npy", X[:0])
-    np.save(root / "y_empty.npy", y[:0])
-    np.save(root / "y_one.npy", np.zeros_like(y))
-    np.savez(root / "pool.npz", X=X, y=y)
-    data = (root / "pool.npz").read_bytes()
-    (root / "truncated.npz").write_bytes(data[: len(data) // 2])
-    with zipfile.ZipFile(root / "pickled.npz", "w") as archive:
-        archive.writestr("X.npy", pickle.dumps(X))
-        archive.writestr("y.npy", pickle.dumps(y))
-    np.savez(root / "objects.npz", X=np.array([{"a": 1}] * 40), y=y)
-    with open(root / "pickled.npy", "wb") as f:
-        pickle.dump(X, f)
-    (root / "truncated.npy").write_bytes((root / "X.npy").read_bytes()[:200])
-    np.save(root / "scores.npy", np.linspace(0, 1, 40))
-    (root / "a_file").write_text("")
-    (root / "damaged").mkdir()
-    (root / "damaged" / "checkpoint.pt").write_bytes(b"PK\x03\x04 cut short")
+    write_bad_inputs(root)
     return root
 
 
