@@ -14,6 +14,7 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
+from joblib import Memory
 from sklearn.utils import column_or_1d
 from sklearn.utils._param_validation import (
     Interval,
@@ -22,11 +23,14 @@ from sklearn.utils._param_validation import (
 )
 from sklearn.utils.multiclass import check_classification_targets
 
+from ._io import check_writable
+
 __all__ = [
     "TRAINING_CONSTRAINTS",
     "check_bounds",
     "check_channels_first",
     "check_model_output",
+    "check_writable_dir",
     "encode_labels",
     "scan_rows",
     "training_params",
@@ -192,3 +196,22 @@ def check_model_output(model, X_sample, n_classes, *, name="model"):
             f"shape {expected} (one column per class); got "
             f"{tuple(getattr(out, 'shape', ())) or type(out).__name__}."
         )
+
+
+def check_writable_dir(directory, name):
+    """Refuse, with a ``ValueError`` naming ``name``, a directory that cannot
+    be created or written: ``memory`` (a path or a ``joblib.Memory``) or
+    ``checkpoint_dir``, which training would otherwise find only when it
+    first writes there. ``None`` and a ``Memory`` without a location pass.
+    """
+    if isinstance(directory, Memory):
+        directory = directory.location
+    if directory is None:
+        return
+    try:
+        check_writable(directory)
+    except OSError as exc:
+        raise ValueError(
+            f"{name}={str(directory)!r} cannot be written: "
+            f"{exc.strerror or ' '.join(str(exc).split())}."
+        ) from None

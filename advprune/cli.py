@@ -18,25 +18,50 @@ Inputs are ``.npy`` files, memory-mapped, or ``.npz`` archives read by key;
 ``uint8`` images are scaled to [0, 1] (and moved to channels-first) batch by
 batch as they are read. Outputs are ``.npy`` files written with
 ``allow_pickle=False`` to a temporary file next to the target and renamed over
-it, so an interrupted run never leaves a truncated file under the final name.
-Bad arguments or input files end the command with exit status 2 and a one-line
-message on stderr.
+it, so an interrupted run never leaves a truncated file under the final name;
+the disk space of a file written through a memory map is reserved first, so a
+full disk is an error message, not a crash. The four outputs of ``score`` are
+committed as one unit with a manifest, which ``extrapolate`` checks.
+
+Every failure a user can cause or meet is one line on stderr, ``advprune:
+error: ...`` or ``advprune: interrupted``, and an exit status: 2 for bad
+arguments, unreadable or bad input files, outputs that cannot be written (no
+permission, a full disk), a missing device or too little memory; 130 when
+interrupted (Ctrl-C, SIGINT); 143 when terminated (SIGTERM). Every check that
+does not need the trained model, the writability of the outputs included,
+runs before the scoring run. Status 1 with a traceback is an error in
+advprune itself, to report.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import contextlib
+import signal
 import sys
+import threading
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
-from ._io import replacing
+from ._io import (
+    MANIFEST,
+    check_free_space,
+    check_manifest,
+    check_writable,
+    open_memmap,
+    replacing,
+    replacing_all,
+    write_npy,
+)
 
 __all__ = ["main"]
 
+# What np.load and reading an .npz member raise for a damaged, truncated or
+# pickled file.
+_READ_ERRORS = (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error)
 # Rows embedded or extrapolated per step: bounds memory for pools of any size
 # and sets the granularity of the progress bars.
 _CHUNK_ROWS = 65536
@@ -44,8 +69,27 @@ _X_KEYS = ("image", "X")
 _Y_KEYS = ("label", "y")
 
 
+# The exit statuses of the failures main() reports in one line; 128 + the
+# signal number, as shells report a process ended by the signal.
+_EXIT_ERROR = 2
+_EXIT_INTERRUPTED = 128 + signal.SIGINT
+_EXIT_TERMINATED = 128 + signal.SIGTERM
+_SCORE_OUTPUTS = (
+    "embeddings.npy",
+    "scores.npy",
+    "scored_indices.npy",
+    "all_scores.npy",
+)
+
+
 class _UsageError(Exception):
     """A bad argument or input file; reported in one line, exit status 2."""
+
+
+class _Terminated(BaseException):
+    """SIGTERM, raised where the process is, so that temporary files are
+    removed on the way out; a BaseException, as KeyboardInterrupt is, so that
+    no ``except Exception`` on the way catches it."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -59,8 +103,31 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _save_npy(path, array):
-    with replacing(path) as temporary, open(temporary, "wb") as f:
-        np.save(f, np.asarray(array), allow_pickle=False)
+    array = np.asarray(array)
+    with _writing(path), replacing(path) as temporary:
+        write_npy(temporary, [array], array.shape, array.dtype)
+
+
+@contextlib.contextmanager
+def _writing(path):
+    """Report a failed write (full disk, no permission) as the one line of a
+    usage error that names ``path``, not the temporary file."""
+    try:
+        yield
+    except OSError as exc:
+        raise _UsageError(
+            f"cannot write {str(path)!r}: {exc.strerror or _one_line(exc)}"
+        ) from None
+
+
+def _check_writable(directory, what):
+    try:
+        check_writable(directory)
+    except OSError as exc:
+        raise _UsageError(
+            f"{what} {str(directory)!r} cannot be written: "
+            f"{exc.strerror or _one_line(exc)}"
+        ) from None
 
 
 def _check_output(path):
@@ -69,6 +136,7 @@ def _check_output(path):
         raise _UsageError(f"output directory {str(path.parent)!r} does not exist")
     if path.is_dir():
         raise _UsageError(f"output {str(path)!r} is a directory, not a file")
+    _check_writable(path.parent, "output directory")
     return path
 
 
@@ -99,7 +167,7 @@ def _load(path, *, what, key=None, keys=()):
         raise _UsageError(f"{what} file {str(path)!r} does not exist")
     try:
         loaded = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
+    except _READ_ERRORS as exc:
         raise _UsageError(
             f"cannot read {what} file {str(path)!r} as .npy/.npz without "
             f"unpickling: {_one_line(exc)}"
@@ -115,11 +183,19 @@ def _load(path, *, what, key=None, keys=()):
                 )
             try:
                 array = loaded[wanted[0]]
-            except ValueError as exc:
+            except _READ_ERRORS as exc:
                 raise _UsageError(
                     f"cannot read {wanted[0]!r} of {str(path)!r} without "
-                    f"unpickling: {_one_line(exc)}"
+                    f"unpickling; it is truncated, corrupt or pickled: "
+                    f"{_one_line(exc)}"
                 ) from None
+            # NpzFile returns a member that is not in the .npy format (a
+            # pickle, say) as its raw bytes.
+            if not isinstance(array, np.ndarray):
+                raise _UsageError(
+                    f"{wanted[0]!r} of {str(path)!r} is not a .npy array; it is "
+                    "not read"
+                )
     else:
         array = loaded
     if array.dtype.kind not in "biuf":
@@ -128,6 +204,13 @@ def _load(path, *, what, key=None, keys=()):
             f"{array.dtype}"
         )
     return array
+
+
+def _check_written_together(paths, remedy):
+    """Refuse input files that the manifest beside them, written with them,
+    does not describe: files of different runs, as an interrupted one leaves."""
+    for path in map(Path, paths):
+        check_manifest(path.parent / MANIFEST, [path.name], remedy=remedy)
 
 
 def _load_labels(path, *, key, n_rows, what="labels"):
@@ -229,6 +312,7 @@ def _scoring_params(args):
         "attack_steps": args.attack_steps,
         "batch_size": args.batch_size,
         "device": args.device,
+        "checkpoint_dir": args.checkpoint_dir,
         "random_state": args.random_state,
         "verbose": not args.quiet,
     }
@@ -245,9 +329,14 @@ def _cmd_score(args):
         raise _UsageError("no labels: pass y, or an .npz X that holds them")
     labels = args.y if args.y is not None else args.X
     y = _load_labels(labels, key=args.y_key, n_rows=X.shape[0])
+    # A pool of `advprune convert`: images and labels of one conversion.
+    _check_written_together([args.X, labels], remedy="convert the pool again")
     out_dir = Path(args.out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise _UsageError(f"--out-dir {str(out_dir)!r} is not a directory")
+    _check_writable(out_dir, "--out-dir")
+    if args.checkpoint_dir is not None:
+        _check_writable(args.checkpoint_dir, "--checkpoint-dir")
 
     from .pruning import AdversarialPruner
 
@@ -258,18 +347,21 @@ def _cmd_score(args):
         prune_ratio=0.0, chunk_size=_CHUNK_ROWS, **_scoring_params(args)
     ).fit(X, y)
     subset = pruner.subset_indices_
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with replacing(out_dir / "embeddings.npy") as temporary:
-        dim = pruner.embed(X[:1]).shape[1]
-        embeddings = np.lib.format.open_memmap(
-            temporary, mode="w+", dtype=np.float32, shape=(X.shape[0], dim)
-        )
-        pruner.embed(X, out=embeddings)
-        embeddings.flush()
-        del embeddings
-    _save_npy(out_dir / "scores.npy", pruner.scores_[subset])
-    _save_npy(out_dir / "scored_indices.npy", subset.astype(np.int64))
-    _save_npy(out_dir / "all_scores.npy", pruner.scores_)
+    with _writing(out_dir):
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with replacing_all(
+            [out_dir / name for name in _SCORE_OUTPUTS], manifest=out_dir / MANIFEST
+        ) as (embeddings_file, *others):
+            dim = pruner.embed(X[:1]).shape[1]
+            embeddings = open_memmap(
+                embeddings_file, dtype=np.float32, shape=(X.shape[0], dim)
+            )
+            pruner.embed(X, out=embeddings)
+            embeddings.flush()
+            del embeddings
+            arrays = (pruner.scores_[subset], subset.astype(np.int64), pruner.scores_)
+            for temporary, array in zip(others, arrays, strict=True):
+                write_npy(temporary, [array], array.shape, array.dtype)
     if verbose:
         print(
             f"scored {len(subset)} of {X.shape[0]} samples directly in "
@@ -281,6 +373,10 @@ def _cmd_score(args):
 
 def _cmd_extrapolate(args):
     output = _check_output(args.output)
+    _check_written_together(
+        [args.embeddings, args.scores, args.scored_indices],
+        remedy="run `advprune score` again",
+    )
     E = _load(args.embeddings, what="embeddings")
     if E.ndim != 2:
         raise _UsageError(
@@ -311,10 +407,8 @@ def _cmd_extrapolate(args):
 
     from .extrapolation import ImportanceExtrapolator, extrapolate
 
-    with replacing(output) as temporary:
-        all_scores = np.lib.format.open_memmap(
-            temporary, mode="w+", dtype=np.float64, shape=(n,)
-        )
+    with _writing(output), replacing(output) as temporary:
+        all_scores = open_memmap(temporary, dtype=np.float64, shape=(n,))
         extrapolate(
             E,
             indices,
@@ -397,10 +491,9 @@ def _sidecars(out):
 def _cmd_prune_pool(args):
     import tempfile
 
-    from ._io import replacing_all
     from ._progress import progress_bar
     from .datasets import convert_npz_pool, load_pool
-    from .datasets._pools import _check_free_space, write_pruned_npz
+    from .datasets._pools import write_pruned_npz
     from .models import MODEL_NAMES
     from .pruning import AdversarialPruner
     from .selection import n_pruned
@@ -430,13 +523,14 @@ def _cmd_prune_pool(args):
         model=args.model,
         method=args.method,
         lr=args.lr,
-        checkpoint_dir=args.checkpoint_dir,
         chunk_size=args.chunk_size,
         **_scoring_params(args),
     )
     # Every parameter is checked before the pool is read or converted.
     pruner._validate_params()
     resolve_device(args.device)
+    if args.checkpoint_dir is not None:
+        _check_writable(args.checkpoint_dir, "--checkpoint-dir")
     verbose = not args.quiet
 
     with tempfile.TemporaryDirectory(
@@ -451,7 +545,7 @@ def _cmd_prune_pool(args):
         n = len(y)
         n_kept = n - n_pruned(n, args.prune_ratio)
         try:
-            _check_free_space(
+            check_free_space(
                 out.parent, n_kept * (X.images[0].nbytes + 16), f"--out {str(out)!r}"
             )
         except OSError as exc:
@@ -466,10 +560,7 @@ def _cmd_prune_pool(args):
         ):
             write_pruned_npz(archive, work, pool, kept, bar=bar)
             for path, array in ((scores, pruner.scores_), (indices, kept)):
-                with open(path, "xb") as f:
-                    np.save(f, array, allow_pickle=False)
-                    f.flush()
-                    os.fsync(f.fileno())
+                write_npy(path, [array], array.shape, array.dtype)
     if verbose:
         print(
             f"kept {len(kept)} of {n} images; wrote "
@@ -492,8 +583,13 @@ def _cmd_convert(args):
             chunk_size=args.chunk_size,
             verbose=not args.quiet,
         )
-    except OSError as exc:  # missing input, full disk, no permission
+    except FileNotFoundError as exc:
         raise _UsageError(_one_line(exc)) from None
+    except OSError as exc:  # full disk, no permission
+        raise _UsageError(
+            f"cannot write the pool to {str(args.out_dir)!r}: "
+            f"{exc.strerror or _one_line(exc)}"
+        ) from None
     if not args.quiet:
         print(f"wrote {images} and {labels}")
 
@@ -560,6 +656,13 @@ def _add_scoring_options(parser):
         type=int,
         default=0,
         help="seed of the subset, model and attacks (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--checkpoint-dir",
+        help=(
+            "save the scoring run there after every epoch; run the same command "
+            "again to resume an interrupted run from its last epoch"
+        ),
     )
 
 
@@ -810,10 +913,6 @@ def _build_parser():
     )
     _add_scoring_options(prune_pool)
     prune_pool.add_argument(
-        "--checkpoint-dir",
-        help="per-epoch checkpoints of the scoring run, to resume it if interrupted",
-    )
-    prune_pool.add_argument(
         "--chunk-size",
         type=_positive_int,
         default=8192,
@@ -846,8 +945,11 @@ def main(argv=None):
     Returns
     -------
     int
-        Exit status: 0 on success, 2 on bad arguments or input data (with a
-        one-line ``advprune: error: ...`` message on stderr).
+        Exit status: 0 on success; 2 on bad arguments or input data, outputs
+        that cannot be written, a missing device or too little memory; 130
+        when interrupted (SIGINT); 143 when terminated (SIGTERM). Each failure
+        is one line on stderr, ``advprune: error: ...`` or ``advprune:
+        interrupted``.
 
     Examples
     --------
@@ -856,17 +958,62 @@ def main(argv=None):
     2
     """
     try:
-        args = _build_parser().parse_args(argv)
-        args.handler(args)
+        with _sigterm_raises():
+            args = _build_parser().parse_args(argv)
+            args.handler(args)
     except _UsageError as exc:
-        print(f"advprune: error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(str(exc))
     except (ValueError, TypeError) as exc:
         # The estimators validate their inputs with these before any work;
         # their messages name the parameter, which is all a user needs.
-        print(f"advprune: error: {_one_line(exc)}", file=sys.stderr)
-        return 2
+        return _fail(_one_line(exc))
+    except OSError as exc:
+        return _fail(_one_line(exc))
+    except MemoryError as exc:
+        return _fail(f"out of memory: {_one_line(exc) or 'MemoryError'}")
+    except KeyboardInterrupt:
+        print("advprune: interrupted", file=sys.stderr)
+        return _EXIT_INTERRUPTED
+    except _Terminated:
+        print("advprune: terminated", file=sys.stderr)
+        return _EXIT_TERMINATED
+    except Exception as exc:
+        if not _is_out_of_memory(exc):
+            raise
+        return _fail(
+            f"out of memory on the device: {_one_line(exc)}; lower --batch-size"
+        )
     return 0
+
+
+def _fail(message):
+    print(f"advprune: error: {message}", file=sys.stderr)
+    return _EXIT_ERROR
+
+
+def _is_out_of_memory(exc):
+    # torch is imported only by the commands that train or embed.
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(exc, torch.cuda.OutOfMemoryError)
+
+
+@contextlib.contextmanager
+def _sigterm_raises():
+    """Turn SIGTERM, which batch schedulers send before SIGKILL, into an
+    exception while the command runs, so that its temporary files are
+    removed; the previous handler is put back after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_terminated(signum, frame):
+    raise _Terminated
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from sklearn.base import clone
 from .models import penultimate_features
 from .training import batched_forward, resolve_device
 
-__all__ = ["EmbeddedRows", "embed", "fit_embedding"]
+__all__ = ["EmbeddedRows", "check_embedding", "embed", "fit_embedding"]
 
 EMBEDDINGS = ("model", "raw")
 
@@ -94,6 +94,39 @@ def fit_embedding(embedding, model, X_subset):
         "embedding must be 'model', 'raw', a scikit-learn transformer, a callable "
         f"or a torch.nn.Module; got {type(embedding).__name__}."
     )
+
+
+def check_embedding(embedding, X, n_fit):
+    """Try an embedding choice on the data before any training, so that one
+    that cannot embed it fails first, not after the scoring run.
+
+    A transformer is fitted (a clone) on ``n_fit`` rows of ``X``, as many as
+    it will be fitted on after the scoring run, then applied to two; a module
+    or a callable is applied to two rows. ``"model"`` and ``"raw"`` need no
+    trial. Raises a ``ValueError`` that names ``embedding``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.decomposition import PCA
+    >>> from advprune.embedding import check_embedding
+    >>> X = np.random.default_rng(0).random((20, 6))
+    >>> check_embedding(PCA(2), X, n_fit=10)
+    >>> check_embedding(PCA(8), X, n_fit=10)
+    Traceback (most recent call last):
+    ...
+    ValueError: embedding=PCA(n_components=8) cannot embed samples of shape (6,): ...
+    """
+    if isinstance(embedding, str):
+        return
+    try:
+        fitted = fit_embedding(embedding, None, X[:n_fit])
+        embed(fitted, X[:2])
+    except Exception as exc:  # any failure of the user's embedding
+        raise ValueError(
+            f"embedding={embedding!r} cannot embed samples of shape "
+            f"{tuple(X.shape[1:])}: {type(exc).__name__}: {' '.join(str(exc).split())}"
+        ) from exc
 
 
 def embed(fitted, X, *, batch_size=512, device="cpu", progress=None):

@@ -36,12 +36,19 @@ from ._validation import (
     TRAINING_CONSTRAINTS,
     check_bounds,
     check_channels_first,
+    check_writable_dir,
     encode_labels,
     scan_rows,
     training_params,
 )
 from .datasets import ImageArray
-from .embedding import EMBEDDINGS, EmbeddedRows, embed, fit_embedding
+from .embedding import (
+    EMBEDDINGS,
+    EmbeddedRows,
+    check_embedding,
+    embed,
+    fit_embedding,
+)
 from .extrapolation import check_extrapolator, extrapolate
 from .scores import SCORES, compute_score, requires_probas
 from .scoring import scoring_run, subset_count
@@ -133,7 +140,10 @@ default="model"
         of the trained scoring model. ``"raw"``: the flattened input. A
         scikit-learn transformer (e.g. ``PCA(32)``) is cloned and fitted on the
         flattened scored subset. A callable maps a batch of X to an array of
-        shape (batch, d); a ``torch.nn.Module`` is applied in eval mode.
+        shape (batch, d); a ``torch.nn.Module`` is applied in eval mode. Each
+        is tried before training, so that one that cannot embed the data
+        fails first: a transformer is fitted once more, on as many rows as
+        the subset; a callable or module is applied to two rows.
     extrapolator : regressor or None, default=None
         Any scikit-learn regressor (cloned); ``None`` uses
         ``ImportanceExtrapolator(n_neighbors=12)``. A neighbour regressor asked
@@ -144,12 +154,21 @@ default="model"
         memory-mapped pool larger than RAM works.
     memory : str, joblib.Memory or None, default=None
         Caches the scoring run on the scored subset and the scoring
-        parameters, as ``sklearn.pipeline.Pipeline`` caches transformers.
+        parameters, as ``sklearn.pipeline.Pipeline`` caches transformers. A
+        location that cannot be created or written is a ``ValueError`` before
+        training.
     checkpoint_dir : str, path or None, default=None
         Where the scoring run saves a checkpoint after every epoch (model,
-        optimizer, RNG states, dynamics so far), atomically. Fitting again with
-        the same data and parameters after a crash resumes from the last
-        epoch and gives the same scores (bit-identical on the CPU).
+        optimizer, RNG states, dynamics so far), atomically and with a
+        SHA-256 digest. Fitting again with the same data and parameters after
+        a crash resumes from the last epoch and gives the same scores
+        (bit-identical on the CPU); ``verbose``, ``n_jobs``, ``chunk_size``
+        and the spelling of the device (``"auto"`` or ``"cpu"`` on a CPU
+        machine) may differ, and ``augment`` must be the same function (by
+        name) or an object of the same class and repr. A damaged checkpoint,
+        or one of another run, is a ``ValueError`` naming the file, raised
+        before anything is restored; see
+        :meth:`advprune.training.AdversarialTrainer.fit`.
     n_jobs : int or None, default=None
         Parallel jobs over the chunks of embedding and extrapolation, through
         joblib: ``None`` means 1 unless in a ``joblib.parallel_config``
@@ -340,6 +359,8 @@ default="model"
                 "the training step's adversarial forward pass."
             )
         check_extrapolator(self.extrapolator)
+        check_writable_dir(self.memory, "memory")
+        check_writable_dir(self.checkpoint_dir, "checkpoint_dir")
         X = self._check_X(X, reset=True)
         codes, classes = encode_labels(y, X.shape[0])
         n, n_subset = X.shape[0], subset_count(self.subset_size, X.shape[0])
@@ -352,6 +373,7 @@ default="model"
         self._check_importance(len(classes))
         if not (isinstance(X, ImageArray) and _contains_unit_interval(bounds)):
             scan_rows(X, bounds=bounds, chunk_size=self.chunk_size)
+        check_embedding(self.embedding, X, n_subset)
         return X, codes, classes
 
     def _check_importance(self, n_classes):

@@ -23,6 +23,7 @@ from ._validation import check_model_output
 from .models import _fingerprint, build_model
 from .selection import stratified_subset
 from .training import AdversarialTrainer, Dynamics, PoolTracker
+from .training._augment import stable_identity
 from .training._tracking import pool_key
 
 __all__ = ["ScoringRun", "Tracking", "scoring_run", "subset_count"]
@@ -196,7 +197,8 @@ def scoring_run(
     random_state : int, RandomState or None, default=None
     memory : str, joblib.Memory or None, default=None
         Caches the training run on the subset's data and every parameter that
-        changes it.
+        changes it (``augment`` by its name or repr, as a checkpoint
+        identifies it).
     checkpoint_dir : str, path or None, default=None
         Per-epoch checkpoints to resume an interrupted run from.
     verbose : bool, default=False
@@ -258,15 +260,21 @@ def scoring_run(
             random_state=train_seed,
         )
 
+    # The cache keys the model by its weights and augment by the identity a
+    # checkpoint uses: joblib cannot hash a lambda or a local function.
     train = check_memory(memory).cache(
-        _train_subset, ignore=["model", "tracker", "verbose", "checkpoint_dir"]
+        _train_subset,
+        ignore=["model", "augment", "tracker", "verbose", "checkpoint_dir"],
     )
+    augment = training.pop("augment", None)
     started = time.perf_counter()
     trained, dynamics, history, tracking = train(
         X_subset,
         y_codes[subset].astype(np.int64),
         network,
         _fingerprint(network),
+        augment,
+        stable_identity(augment),
         training,
         record,
         record_probas,
@@ -306,6 +314,8 @@ def _train_subset(
     y_subset,
     model,
     model_key,
+    augment,
+    augment_key,
     training,
     record,
     record_probas,
@@ -318,8 +328,11 @@ def _train_subset(
 ):
     """The training run itself; a module-level function so that
     ``joblib.Memory`` can cache it on its arguments (the model through
-    ``model_key``, the tracked pool through ``tracker_key``)."""
-    trainer = AdversarialTrainer(model, random_state=seed, verbose=verbose, **training)
+    ``model_key``, the augmentation through ``augment_key``, the tracked pool
+    through ``tracker_key``)."""
+    trainer = AdversarialTrainer(
+        model, augment=augment, random_state=seed, verbose=verbose, **training
+    )
     dynamics = trainer.fit(
         X_subset,
         y_subset,

@@ -80,6 +80,7 @@ def test_score_writes_subset_scores_and_embeddings_of_all_rows(flat):
     assert len(np.unique(embeddings, axis=0)) == len(X)
     # No temporary files are left behind.
     assert sorted(p.name for p in (root / "run").iterdir()) == [
+        "advprune-manifest.json",
         "all_scores.npy",
         "embeddings.npy",
         "scored_indices.npy",
@@ -480,3 +481,33 @@ def test_prune_pool_writes_the_kept_images_with_memory_bounded_by_the_chunk(tmp_
     # 10,000 more images are 31 MB of uint8 and 123 MB as float32; a streamed
     # run holds chunks of 1,000 whatever the pool size. Measured: +1 MB.
     assert large - small < 31e6 / 4, (small, large)
+
+
+def test_score_resumes_from_its_checkpoint_dir(flat, tmp_path, monkeypatch, capsys):
+    """An interrupted `score --checkpoint-dir` run, run again, resumes and
+    writes the scores of an uninterrupted run."""
+    from advprune.training._checkpoint import _Checkpoint
+
+    root, _, _ = flat
+    monkeypatch.chdir(tmp_path)
+    argv = ["score", str(root / "X.npy"), str(root / "y.npy"), "--out-dir", "run",
+            "--subset-size", "0.5", "--importance", "frequency", "--epochs", "3",
+            "--attack-steps", "1", "--eps", "0.05", "--batch-size", "32",
+            "--device", "cpu", "--quiet",
+            "--checkpoint-dir", "checkpoints"]  # fmt: skip
+    save = _Checkpoint.save
+
+    def save_then_interrupt(self, trainer, *args):
+        save(self, trainer, *args)
+        if trainer.epoch_ == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(_Checkpoint, "save", save_then_interrupt)
+    assert main(argv) == 130
+    assert capsys.readouterr().err == "advprune: interrupted\n"
+    assert not (tmp_path / "run").exists()
+    monkeypatch.setattr(_Checkpoint, "save", save)
+    assert main(argv) == 0
+    np.testing.assert_array_equal(
+        load(tmp_path / "run" / "all_scores.npy"), load(root / "run" / "all_scores.npy")
+    )

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from advprune import AdversarialPruner
+from advprune import AdversarialPruner, _io
 from advprune.datasets import (
     ImageArray,
     _pools,
@@ -185,6 +185,53 @@ def test_load_cifar10_python_str_keys_and_numpy_labels(cifar_py):
     assert y.tolist() == batch["labels"].tolist()
 
 
+# Numpy 1's module names, as the original files and older writers use them, can
+# be put in by replacing bytes only where globals are text lines (protocols < 4).
+@pytest.mark.parametrize(
+    ("protocol", "numpy1_names"),
+    [(p, False) for p in range(pickle.HIGHEST_PROTOCOL + 1)]
+    + [(p, True) for p in range(4)],
+)
+def test_load_cifar10_python_reads_every_pickle_protocol(
+    cifar_py, protocol, numpy1_names
+):
+    # Protocol 5 rebuilds arrays with numpy's _frombuffer, not _reconstruct.
+    folder, _ = cifar_py
+    batch = _python_batch(3, seed=8)
+    batch[b"labels"] = np.array(batch[b"labels"], dtype=np.int64)
+    data = pickle.dumps(batch, protocol=protocol)
+    if numpy1_names:
+        data = data.replace(b"numpy._core.", b"numpy.core.")
+    (folder / "test_batch").write_bytes(data)
+    X, y = load_cifar10_python(folder, split="test")
+    np.testing.assert_array_equal(X.images.reshape(3, -1), batch[b"data"])
+    assert y.tolist() == batch[b"labels"].tolist()
+
+
+class _FrombufferPickler(pickle.Pickler):
+    """Pickles arrays as protocol 5 does, through numpy's _frombuffer, but in a
+    protocol whose globals are text lines, so that numpy 1's module name can be
+    put in."""
+
+    def reducer_override(self, obj):
+        if isinstance(obj, np.ndarray):
+            frombuffer = obj.__reduce_ex__(5)[0]
+            return frombuffer, (obj.tobytes(), obj.dtype, obj.shape, "C")
+        return NotImplemented
+
+
+def test_load_cifar10_python_reads_numpy1_frombuffer(cifar_py):
+    folder, _ = cifar_py
+    batch = _python_batch(2, seed=9)
+    buffer = io.BytesIO()
+    _FrombufferPickler(buffer, protocol=3).dump(batch)
+    data = buffer.getvalue()
+    assert b"numpy._core.numeric\n_frombuffer" in data
+    (folder / "test_batch").write_bytes(data.replace(b"numpy._core.", b"numpy.core."))
+    X, _ = load_cifar10_python(folder, split="test")
+    np.testing.assert_array_equal(X.images.reshape(2, -1), batch[b"data"])
+
+
 class _Exploit:
     def __init__(self, command):
         self.command = command
@@ -266,6 +313,7 @@ def test_convert_npz_pool_round_trip(tmp_path, compressed, chunk_size):
     )
     assert images_path == tmp_path / "out" / "pool" / "images.npy"
     assert sorted(p.name for p in images_path.parent.iterdir()) == [
+        "advprune-manifest.json",
         "images.npy",
         "labels.npy",
     ]
@@ -422,7 +470,7 @@ def test_convert_npz_pool_checks_disk_space_first(tmp_path, monkeypatch):
     def full_disk(path):
         return type("usage", (), {"free": 1000})()
 
-    monkeypatch.setattr(_pools.shutil, "disk_usage", full_disk)
+    monkeypatch.setattr(_io.shutil, "disk_usage", full_disk)
     with pytest.raises(OSError, match="not enough free disk space") as info:
         convert_npz_pool(tmp_path / "pool.npz", out)
     assert info.value.errno == errno.ENOSPC

@@ -191,6 +191,12 @@ def test_memory_caches_the_scoring_run(tmp_path, monkeypatch):
     assert supports[0].sum() > supports[1].sum() > supports[2].sum()
     pruner(subset_size=0.5, memory=str(tmp_path), epochs=4).fit(X, y)
     assert len(calls) == 2
+    # joblib cannot hash a lambda; the cache keys augment by name, as a
+    # checkpoint does, so a lambda rebuilt alike is the same run.
+    for _ in range(2):
+        augment = lambda x, generator: x  # noqa: E731
+        pruner(subset_size=0.5, memory=memory, augment=augment).fit(X, y)
+    assert len(calls) == 3
 
 
 def _no_training(*args, **kwargs):

@@ -11,6 +11,7 @@ from advprune.training import (
     resolve_device,
     torch_generator,
 )
+from advprune.training._checkpoint import read_checkpoint
 
 
 def robust_and_weak_features(n, *, d_weak=30, seed=0):
@@ -305,8 +306,7 @@ def test_checkpoint_resume_gives_identical_results(toy, tmp_path, record):
     model, trainer, expected = run()
     with pytest.raises(KeyboardInterrupt):
         run(checkpoint_dir=tmp_path, callbacks=[_Interrupt(2)])
-    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
-    assert state["epoch"] == 1
+    assert read_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == 1
     resumed_model, resumed_trainer, resumed = run(checkpoint_dir=tmp_path)
     np.testing.assert_array_equal(resumed.adversarial, expected.adversarial)
     np.testing.assert_array_equal(

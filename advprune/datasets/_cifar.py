@@ -150,15 +150,23 @@ def _latin1_encode(text, encoding="latin1"):
     return text.encode("latin1")
 
 
-# What pickles of dicts of numpy arrays, lists, bytes and ints refer to: the
-# array reconstructor under its numpy 1 and numpy 2 module names, the array
-# and dtype types, numpy scalars, and Python 3's encoding of bytes. The
-# objects are taken from numpy itself, never imported by the name in the file.
+# What pickles of dicts of numpy arrays, lists, bytes and ints refer to, in
+# every pickle protocol (0 to 5): the array reconstructors under their numpy 1
+# and numpy 2 module names (``_reconstruct`` up to protocol 4, ``_frombuffer``,
+# which makes an array of a buffer, from protocol 5), the array and dtype
+# types, numpy scalars, and Python 3's encoding of bytes (protocols 0 to 2).
+# The objects are taken from numpy itself, never imported by the name in the
+# file.
+_RECONSTRUCT = np.empty(0).__reduce__()[0]
+_FROMBUFFER = np.zeros(1).__reduce_ex__(5)[0]
+_SCALAR = np.int64(0).__reduce__()[0]
 _ALLOWED_GLOBALS = {
-    ("numpy.core.multiarray", "_reconstruct"): np.empty(0).__reduce__()[0],
-    ("numpy._core.multiarray", "_reconstruct"): np.empty(0).__reduce__()[0],
-    ("numpy.core.multiarray", "scalar"): np.int64(0).__reduce__()[0],
-    ("numpy._core.multiarray", "scalar"): np.int64(0).__reduce__()[0],
+    ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
+    ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
+    ("numpy.core.numeric", "_frombuffer"): _FROMBUFFER,
+    ("numpy._core.numeric", "_frombuffer"): _FROMBUFFER,
+    ("numpy.core.multiarray", "scalar"): _SCALAR,
+    ("numpy._core.multiarray", "scalar"): _SCALAR,
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
     ("_codecs", "encode"): _latin1_encode,
@@ -242,9 +250,10 @@ def load_cifar10_python(path, *, split="train"):
 
     The python version (``cifar-10-python.tar.gz``) stores each batch as a
     pickle, and unpickling an untrusted file can run arbitrary code. This
-    loader unpickles with an allow-list: only numpy's array reconstructor,
-    ``numpy.ndarray``, ``numpy.dtype``, numpy scalars and the latin-1 encoding
-    of bytes can be referenced; a file that refers to anything else (e.g.
+    loader unpickles with an allow-list: only numpy's array reconstructors
+    (those of every pickle protocol, 0 to 5), ``numpy.ndarray``,
+    ``numpy.dtype``, numpy scalars and the latin-1 encoding of bytes can be
+    referenced; a file that refers to anything else (e.g.
     ``os.system``) is refused before it can run, with a ``ValueError``. The
     result is then checked to be a batch: a dict with a ``uint8`` ``data``
     array of shape (n, 3072) and n ``labels`` in 0..9. Prefer

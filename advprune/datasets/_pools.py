@@ -4,17 +4,22 @@
 to them (:func:`convert_npz_pool`), with the free disk space checked first."""
 
 import contextlib
-import errno
 import math
 import numbers
 import os
-import shutil
 import zipfile
 import zlib
 
 import numpy as np
 
-from .._io import replacing, replacing_all
+from .._io import (
+    MANIFEST,
+    check_free_space,
+    check_manifest,
+    replacing,
+    replacing_all,
+    write_npy,
+)
 from .._mmap import read_only_span, release_span
 from .._progress import progress_bar
 from ._imagearray import _GATHER_ROWS, ImageArray
@@ -22,53 +27,6 @@ from ._paths import _check_input_file, _check_output_file, _check_path
 
 _POOL_IMAGES = "images.npy"
 _POOL_LABELS = "labels.npy"
-
-
-def _check_free_space(directory, n_bytes, what):
-    free = shutil.disk_usage(directory).free
-    if n_bytes > free:
-        raise OSError(
-            errno.ENOSPC,
-            f"not enough free disk space in {str(directory)!r} for {what}: "
-            f"{n_bytes / 2**30:.2f} GiB needed, {free / 2**30:.2f} GiB free",
-        )
-
-
-def _write_npy(file, chunks, shape, dtype):
-    """Write the row blocks ``chunks`` as a new .npy file ``file`` (a temporary
-    file of :func:`~advprune._io.replacing_all`), flushed to disk."""
-    header = {
-        "descr": np.lib.format.dtype_to_descr(dtype),
-        "fortran_order": False,
-        "shape": shape,
-    }
-    with open(file, "xb") as f:
-        np.lib.format.write_array_header_1_0(f, header)
-        rows = 0
-        for chunk in chunks:
-            chunk = np.asarray(chunk)
-            if chunk.ndim != len(shape) or chunk.shape[1:] != shape[1:]:
-                raise ValueError(
-                    f"chunks must be blocks of rows of shape (k, "
-                    f"{', '.join(map(str, shape[1:]))}); got {chunk.shape}."
-                )
-            if not np.can_cast(chunk.dtype, dtype, casting="safe"):
-                raise TypeError(
-                    f"chunks of dtype {chunk.dtype} cannot be stored as {dtype} "
-                    "without changing values."
-                )
-            rows += len(chunk)
-            if rows > shape[0]:
-                raise ValueError(
-                    f"chunks hold more than the {shape[0]} rows of shape {shape}."
-                )
-            f.write(np.ascontiguousarray(chunk, dtype=dtype).data)
-        if rows != shape[0]:
-            raise ValueError(
-                f"chunks hold {rows} rows; shape {shape} needs {shape[0]}."
-            )
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def _check_shape_dtype(shape, dtype):
@@ -151,9 +109,9 @@ def save_npy_chunked(path, chunks, *, shape, dtype):
     """
     path = _check_output_file(path, "path")
     shape, dtype = _check_shape_dtype(shape, dtype)
-    _check_free_space(path.parent, math.prod(shape) * dtype.itemsize, str(path))
+    check_free_space(path.parent, math.prod(shape) * dtype.itemsize, str(path))
     with replacing(path) as temporary:
-        _write_npy(temporary, chunks, shape, dtype)
+        write_npy(temporary, chunks, shape, dtype)
     return path
 
 
@@ -276,8 +234,12 @@ def load_pool(directory, *, layout="NHWC", release_pages=True):
     FileNotFoundError
         If the directory or one of the files does not exist.
     ValueError
-        As :func:`load_npy_pair`, or if ``images.npy`` does not hold 4-D
-        ``uint8`` images.
+        As :func:`load_npy_pair`; if ``images.npy`` does not hold 4-D
+        ``uint8`` images; or if the directory holds the
+        ``advprune-manifest.json`` of :func:`convert_npz_pool` and the pair
+        does not match it (files of different conversions, as an interrupted
+        one leaves). A pair without a manifest (written by other means) is
+        taken as it is.
 
     Examples
     --------
@@ -297,6 +259,11 @@ def load_pool(directory, *, layout="NHWC", release_pages=True):
     directory = _check_path(directory, "directory")
     if not directory.is_dir():
         raise FileNotFoundError(f"directory: no such directory {str(directory)!r}.")
+    check_manifest(
+        directory / MANIFEST,
+        [_POOL_IMAGES, _POOL_LABELS],
+        remedy="convert the pool again with convert_npz_pool or `advprune convert`",
+    )
     images, labels = load_npy_pair(directory / _POOL_IMAGES, directory / _POOL_LABELS)
     if images.dtype != np.uint8 or images.ndim != 4:
         raise ValueError(
@@ -426,9 +393,13 @@ def convert_npz_pool(
     their targets, flushed to disk, and only then renamed over
     ``images.npy`` and ``labels.npy``: an error or crash before that leaves
     at most hidden temporary ``.*.tmp`` files, never a partial file under a
-    final name. Everything that can be checked up front (the archive's directory,
-    both headers, matching lengths, free disk space) is checked before
-    anything is written.
+    final name, and the next conversion into ``out_dir`` removes those of a
+    killed one. The pair is committed as one unit: before the renames,
+    ``advprune-manifest.json`` records a fingerprint of both new files, so
+    that a crash between the two renames leaves a pair that :func:`load_pool`
+    refuses instead of new images beside old labels. Everything that can be
+    checked up front (the archive's directory, both headers, matching
+    lengths, free disk space) is checked before anything is written.
 
     Parameters
     ----------
@@ -450,7 +421,7 @@ def convert_npz_pool(
     images_path, labels_path : pathlib.Path
         The written files: ``images.npy`` with the images as stored
         (``uint8``, (N, height, width, channels)), ``labels.npy`` with int64
-        labels.
+        labels; ``advprune-manifest.json`` beside them.
 
     Raises
     ------
@@ -502,11 +473,7 @@ def convert_npz_pool(
             f"truncated or corrupt ({exc})."
         ) from None
     images_path, labels_path = out_dir / _POOL_IMAGES, out_dir / _POOL_LABELS
-    # The outputs are renamed into place after the archive is closed.
-    with (
-        replacing_all([images_path, labels_path]) as temporaries,
-        contextlib.ExitStack() as stack,
-    ):
+    with contextlib.ExitStack() as stack:
         stack.enter_context(archive)
         images = _NpzMember(archive, image_key, npz_path)
         stack.callback(images.close)
@@ -535,18 +502,22 @@ def convert_npz_pool(
             )
         out_dir.mkdir(parents=True, exist_ok=True)
         n_bytes = images.shape[0] * (math.prod(images.shape[1:]) + 8)
-        _check_free_space(out_dir, n_bytes, f"the pool of {str(npz_path)!r}")
-        images_temporary, labels_temporary = temporaries
+        check_free_space(out_dir, n_bytes, f"the pool of {str(npz_path)!r}")
+        # Last in, so first out: both files are renamed into place, after the
+        # manifest, only once both are written.
+        images_temporary, labels_temporary = stack.enter_context(
+            replacing_all([images_path, labels_path], manifest=out_dir / MANIFEST)
+        )
         with progress_bar(
             total=images.shape[0], desc="converting", unit="image", verbose=verbose
         ) as bar:
-            _write_npy(
+            write_npy(
                 images_temporary,
                 _counted(images.chunks(chunk_size), bar),
                 images.shape,
                 np.dtype(np.uint8),
             )
-        _write_npy(
+        write_npy(
             labels_temporary,
             _labels_as_int64(labels.chunks(chunk_size)),
             labels.shape,
@@ -607,7 +578,7 @@ def write_pruned_npz(
                 bar.update(len(block))
 
     label_dtype = _npz_label_dtype(npz_path, label_key)
-    with zipfile.ZipFile(file, "x", compression=zipfile.ZIP_STORED) as archive:
+    with zipfile.ZipFile(file, "w", compression=zipfile.ZIP_STORED) as archive:
         _write_npz_member(
             archive,
             image_key,

@@ -1,5 +1,7 @@
-"""Augmentation of training batches."""
+"""Augmentation of training batches, and how a run recognises its augmentation."""
 
+import inspect
+import re
 from numbers import Integral
 
 import torch
@@ -79,3 +81,43 @@ class RandomCropFlip:
             rows[:, None, :, None],
             cols[:, None, None, :],
         ]
+
+
+# What CPython's default reprs add to tell objects apart in one process; it
+# differs in the next one.
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
+def stable_identity(augment):
+    """A description of a callable that is the same in every process that
+    builds the same one, for the identity of a resumable run.
+
+    A function, builtin or class is its module and qualified name; a bound
+    method, that of its function and the identity of its object; any other
+    object (an instance of an augmentation class, a ``functools.partial``)
+    is its class and its repr, memory addresses removed. The code of a
+    function is not part of it.
+
+    Examples
+    --------
+    >>> from advprune.training._augment import RandomCropFlip, stable_identity
+    >>> stable_identity(RandomCropFlip(padding=2))
+    'advprune.training._augment.RandomCropFlip: RandomCropFlip(padding=2, flip=True)'
+    >>> stable_identity(RandomCropFlip.__call__)
+    'advprune.training._augment.RandomCropFlip.__call__'
+    >>> stable_identity(None) is None
+    True
+    """
+    if augment is None:
+        return None
+    if inspect.ismethod(augment):
+        function, owner = augment.__func__, augment.__self__
+        return f"{stable_identity(function)} of {stable_identity(owner)}"
+    module, name = (
+        getattr(augment, "__module__", None),
+        getattr(augment, "__qualname__", None),
+    )
+    if isinstance(module, str) and isinstance(name, str):
+        return f"{module}.{name}"
+    cls = type(augment)
+    return f"{cls.__module__}.{cls.__qualname__}: {_ADDRESS.sub('', repr(augment))}"

@@ -3,6 +3,7 @@
 import math
 import time
 import warnings
+from numbers import Integral, Real
 
 import joblib
 import numpy as np
@@ -12,6 +13,7 @@ import torch.nn.functional as F
 from .._validation import training_params, validate_training_params
 from ..attacks import _random_start, pgd
 from ..models import _fingerprint
+from ._augment import stable_identity
 from ._checkpoint import _Checkpoint
 from ._device import resolve_device, torch_generator
 from ._distributed import (
@@ -386,12 +388,21 @@ class AdversarialTrainer:
             history, the dynamics recorded so far and the state of every
             callback with ``state_dict``/``load_state_dict`` methods (such as
             :class:`PoolTracker`) are saved there atomically (a temporary
-            file, then a rename). A later call with
-            the same model initialisation, data and parameters resumes from the
-            last saved epoch and ends with the same result (bit-identical on
-            the CPU) as an uninterrupted run; a checkpoint of a different run
-            raises ``ValueError``. It loads with ``torch.load(path,
-            weights_only=True)``.
+            file, then a rename) with a SHA-256 digest of their bytes. A
+            later call of the same run resumes from the last saved epoch and
+            ends with the same result (bit-identical on the CPU) as an
+            uninterrupted run. The same run: the same data, initial
+            weights, recording, seed and training parameters, on a device of
+            the same type (CPU or CUDA; ``"auto"``, ``"cpu"`` or ``"cuda:0"``
+            are spellings of one), with ``augment`` the same function (by
+            module and qualified name; its code is not compared) or an object
+            of the same class and repr; ``verbose`` does not count. A
+            checkpoint of a different run raises ``ValueError``, and so does a
+            damaged or edited one (its digest does not match), naming the file,
+            before anything is restored: delete the file to start over.
+            Temporary files of a save that was killed are removed when the
+            next run starts. ``torch.load(path, weights_only=True)`` reads the
+            file as ``{"format", "sha256", "state"}``.
 
         Returns
         -------
@@ -536,15 +547,28 @@ class AdversarialTrainer:
             )
 
     def _run_key(self, X, y, record_indices, record, record_probas):
-        """Fingerprint of a run: data, parameters and initial weights."""
+        """Fingerprint of a run: what changes its result, and nothing else.
+
+        The data, the initial weights, what is recorded, the seed and every
+        training parameter, numbers by value (``0.1`` and ``np.float64(0.1)``
+        alike), ``bounds`` as validated, the device by its type (CPU and CUDA
+        runs differ in their last bits; ``"auto"``, ``"cpu"`` or ``"cuda:0"``
+        spell a type), AMP as it is applied, and ``augment`` by
+        :func:`~advprune.training._augment.stable_identity`. Not ``verbose``.
+        """
         params = {
-            k: v for k, v in vars(self).items() if not k.endswith("_") and k != "model"
+            **training_params(self),
+            "bounds": self.bounds_,
+            "device": self.device_.type,
+            "amp": self.amp_,
+            "augment": stable_identity(self.augment),
         }
         return joblib.hash(
             [
                 X.numpy(),
                 y.numpy(),
-                repr(params),
+                {name: _by_value(value) for name, value in params.items()},
+                _by_value(self.random_state),
                 _fingerprint(self.model),
                 record_indices,
                 record,
@@ -634,3 +658,16 @@ class AdversarialTrainer:
         xb = self.augment(xb, self.generator_)
         rows = rows.to(self.device_)
         return xb[rows], y[indices].to(self.device_, non_blocking=True)[rows]
+
+
+def _by_value(value):
+    """Numbers as plain Python numbers, so that equal values hash alike."""
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if isinstance(value, Integral):
+        return int(value)
+    if isinstance(value, Real):
+        return float(value)
+    if isinstance(value, tuple | list):
+        return tuple(_by_value(item) for item in value)
+    return value
