@@ -305,12 +305,15 @@ def _scoring_params(args):
     """The pruner's parameters that `_add_scoring_options` sets."""
     return {
         "importance": args.importance,
+        "extrapolation": args.extrapolation,
         "subset_size": args.subset_size,
         "epochs": args.epochs,
         "eps": args.eps,
         "norm": args.norm,
         "attack_steps": args.attack_steps,
+        "train_attack_steps": args.train_attack_steps,
         "batch_size": args.batch_size,
+        "min_steps": args.min_steps,
         "device": args.device,
         "checkpoint_dir": args.checkpoint_dir,
         "random_state": args.random_state,
@@ -596,6 +599,7 @@ def _cmd_convert(args):
 
 def _add_scoring_options(parser):
     """The options of the scoring run shared by `score` and `prune-pool`."""
+    from .extrapolation import STRATEGIES
     from .scores import SCORES
 
     parser.add_argument(
@@ -612,6 +616,15 @@ def _add_scoring_options(parser):
         choices=sorted(SCORES),
         default="dynamic_uncertainty",
         help="importance score (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--extrapolation",
+        choices=STRATEGIES,
+        default="confidence",
+        help=(
+            "how unscored samples get their scores; 'confidence' needs "
+            "--importance dynamic_uncertainty (default: %(default)s)"
+        ),
     )
     parser.add_argument(
         "--epochs",
@@ -638,13 +651,31 @@ def _add_scoring_options(parser):
         "--attack-steps",
         type=_positive_int,
         default=10,
-        help="PGD steps (default: %(default)s)",
+        help=(
+            "PGD steps of the attacks that measure samples (recording, "
+            "confidence) (default: %(default)s)"
+        ),
+    )
+    parser.add_argument(
+        "--train-attack-steps",
+        type=_positive_int,
+        default=1,
+        help="PGD steps of the scoring run's training attack (default: %(default)s)",
     )
     parser.add_argument(
         "--batch-size",
         type=_positive_int,
         default=128,
         help="training batch size (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--min-steps",
+        type=_positive_int,
+        default=320,
+        help=(
+            "at least this many optimizer steps in the scoring run, by a "
+            "smaller batch (default: %(default)s)"
+        ),
     )
     parser.add_argument(
         "--device",

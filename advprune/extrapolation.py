@@ -32,7 +32,12 @@ from sklearn.base import clone
 from ._neighbors import ImportanceExtrapolator, _check_out
 from ._progress import progress_bar
 
+STRATEGIES = ("confidence", "held_out", "knn", "class_knn", "learned")
+"""tuple of str: The extrapolation strategies of
+:class:`advprune.AdversarialPruner` (its ``extrapolation`` parameter)."""
+
 __all__ = [
+    "STRATEGIES",
     "ImportanceExtrapolator",
     "check_extrapolator",
     "confidence_scores",

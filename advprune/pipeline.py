@@ -154,8 +154,9 @@ class Pipeline(_SklearnPipeline):
     >>> X = rng.uniform(size=(120, 2)).astype("float32")
     >>> y = (X[:, 0] > 0.5).astype(int)
     >>> pipe = Pipeline([
-    ...     ("prune", AdversarialPruner(importance="mean_loss", subset_size=0.5,
-    ...                                 epochs=2, eps=0.05, embedding="raw",
+    ...     ("prune", AdversarialPruner(importance="mean_loss", extrapolation="knn",
+    ...                                 subset_size=0.5, epochs=2, eps=0.05,
+    ...                                 embedding="raw",
     ...                                 device="cpu", random_state=0)),
     ...     ("clf", AdversarialClassifier(eps=0.05, epochs=3, device="cpu",
     ...                                   random_state=0)),

@@ -27,8 +27,12 @@ import torch
 from joblib import Memory
 from scipy.sparse import issparse
 from sklearn.base import BaseEstimator
+from sklearn.linear_model import RidgeCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 from sklearn.utils import check_array
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._progress import progress_bar
@@ -49,14 +53,25 @@ from .embedding import (
     embed,
     fit_embedding,
 )
-from .extrapolation import check_extrapolator, extrapolate
+from .extrapolation import (
+    STRATEGIES,
+    check_extrapolator,
+    confidence_scores,
+    extrapolate,
+    held_out_scores,
+)
 from .scores import SCORES, compute_score, requires_probas
-from .scoring import scoring_run, subset_count
+from .scoring import forward_passes, scoring_run, subset_count
 from .selection import RULES, select
 from .training import Dynamics, resolve_device
 from .training._distributed import merge_disjoint, world
 
 __all__ = ["AdversarialPruner"]
+
+# After how many epochs each strategy tracks the pool's clean predictions:
+# held-out series need every epoch for dynamic uncertainty's window; the
+# confidence strategy uses only their mean level.
+_TRACK_EVERY = {"confidence": 4, "held_out": 1, "learned": 1}
 
 
 class AdversarialPruner(BaseEstimator):
@@ -89,6 +104,31 @@ class AdversarialPruner(BaseEstimator):
         ``"lowest"``: remove the lowest scores (the paper's rule).
         ``"stratified"``: coverage-centric selection (Zheng et al. 2023): drop
         the hardest few percent, then sample evenly across score bins.
+    extrapolation : {"confidence", "held_out", "knn", "class_knn", "learned"}, \
+default="confidence"
+        How the samples outside the scored subset get their scores (see the
+        user guide's "Extrapolation strategies", with the measured fidelity and
+        cost of each):
+
+        - ``"confidence"``: the scoring model, after training, attacks every
+          sample once (PGD with ``attack_steps``) and its clean predictions are
+          tracked every 4th epoch; every sample, scored or not, is ranked by
+          its adversarial confidence blended with its mean clean confidence
+          (:func:`advprune.extrapolation.confidence_scores`). In scoring runs
+          this short, whole-pool dynamic uncertainty orders samples as this
+          confidence does, so it estimates dynamic uncertainty for every
+          sample without neighbours; ``importance`` must be
+          ``"dynamic_uncertainty"``, and the scores are percentiles in [0, 1].
+        - ``"held_out"``: the scoring model's clean predictions on every
+          sample are tracked after every epoch; an unscored sample's score is
+          ``importance`` of its held-out series, mapped onto the scored
+          samples' scale (:func:`advprune.extrapolation.held_out_scores`).
+        - ``"knn"``: the paper's: a regressor (``extrapolator``) from the
+          ``embedding`` of the scored samples to their scores.
+        - ``"class_knn"``: the same within each class (same-label neighbours).
+        - ``"learned"``: a regressor (``extrapolator``, by default a ridge
+          regression on standardised features) fitted on the scored samples
+          from their embedding and their tracked clean series.
     signal : {"adversarial", "clean"}, default="adversarial"
         Which recorded probability series the score is computed from.
     record : {"epoch", "online"}, default="epoch"
@@ -110,8 +150,17 @@ class AdversarialPruner(BaseEstimator):
         Attack budget, in the scale of the inputs (images in [0, 1]).
     norm : {"linf", "l2"}, default="linf"
     attack_steps : int, default=10
+        PGD steps of the attacks that measure the samples: the recorded
+        dynamics and the confidence pass.
+    train_attack_steps : int or None, default=1
+        PGD steps of the scoring run's training attack; ``None`` uses
+        ``attack_steps``. One step with a random start, as in fast adversarial
+        training, keeps the scoring run cheap; the benchmark found the scores
+        as faithful as with five (user guide, "Scoring budget"). With long
+        scoring runs at a large ``eps``, where one-step training can collapse
+        (catastrophic overfitting), set it to ``attack_steps``.
     step_size : float or None, default=None
-        ``None`` uses ``2.5 * eps / attack_steps``.
+        ``None`` uses ``2.5 * eps / steps`` for each attack.
     beta : float, default=6.0
         TRADES trade-off; ignored by the other methods.
     optimizer : {"sgd", "adam"}, default="sgd"
@@ -124,7 +173,15 @@ class AdversarialPruner(BaseEstimator):
     schedule : {"cosine", "multistep", "constant"}, default="cosine"
         Learning-rate schedule of the scoring run, stepped after every batch.
     batch_size : int, default=128
-        Training batch size; embedding and extrapolation use ``chunk_size``.
+        Training batch size (cut by ``min_steps``); embedding and extrapolation
+        use ``chunk_size``.
+    min_steps : int or None, default=320
+        A floor on the scoring run's optimizer steps: the batch size is cut, at
+        the same ``epochs`` (so the same sample passes and cost), until the run
+        takes at least ``min_steps`` steps, but not below 8 samples a batch. A
+        200-sample subset at batch 128 takes 2 steps an epoch, too few to learn
+        from; the floor binds only for subsets under ``batch_size * min_steps
+        / epochs`` samples (2,048 with the defaults). ``None``: no floor.
     bounds : tuple of float or None, default=(0.0, 1.0)
         Valid input box, which the attacks keep inputs in; X outside it is an
         error. ``None`` for unbounded features.
@@ -203,18 +260,31 @@ default="model"
         Rows scored directly (sorted).
     model_ : torch.nn.Module
         The scoring model after training (on the CPU, eval mode).
-    dynamics_ : advprune.training.Dynamics
-        The recorded dynamics of the scored subset.
+    dynamics_ : advprune.training.Dynamics or None
+        The recorded dynamics of the scored subset; None with
+        ``extrapolation="confidence"``, which records nothing on the subset.
+    tracking_ : advprune.scoring.Tracking or None
+        The scoring model's predictions on every sample during the run
+        (``"confidence"``, ``"held_out"`` and ``"learned"``).
     history_ : list of dict
         Per epoch of the scoring run: loss, training accuracy, seconds.
     embedding_ : object
         The fitted embedding (model, transformer or callable).
-    extrapolator_ : regressor
-        The fitted extrapolator.
+    extrapolator_ : regressor, dict or None
+        The fitted regressor of ``"knn"`` and ``"learned"``, one per class of
+        ``"class_knn"``; None for the other strategies.
     timings_ : dict
-        Seconds spent in ``scoring``, ``embedding`` and ``extrapolation``.
-        With ``n_jobs`` workers in other processes, their embedding time is
-        counted as extrapolation.
+        Seconds spent in ``scoring`` (the training run), ``tracking`` (its
+        passes over the pool), ``embedding`` and ``extrapolation``. With
+        ``n_jobs`` workers in other processes, their embedding time is counted
+        as extrapolation.
+    cost_ : dict
+        The same stages in forward-pass equivalents (a forward pass of one
+        sample is 1, a backward pass 2; see
+        :func:`advprune.scoring.forward_passes`): ``scoring``, ``tracking``,
+        ``embedding``, their ``total``, the ``direct`` cost of scoring the
+        whole pool with the paper's protocol (``epochs`` of PGD training with
+        ``attack_steps`` and epoch recording), and ``fraction_of_direct``.
     n_features_in_ : int
         Features of a flattened sample, as :class:`advprune.AdversarialClassifier`
         counts them.
@@ -248,11 +318,14 @@ default="model"
         ],
         "class_balanced": ["boolean"],
         "selection": [StrOptions(set(RULES))],
+        "extrapolation": [StrOptions(set(STRATEGIES))],
         "signal": [StrOptions({"adversarial", "clean"})],
         "record": [StrOptions({"epoch", "online"})],
         "importance_params": [dict, None],
         "model": [torch.nn.Module, str, None],
         **TRAINING_CONSTRAINTS,
+        "train_attack_steps": [Interval(Integral, 1, None, closed="left"), None],
+        "min_steps": [Interval(Integral, 1, None, closed="left"), None],
         "embedding": [
             StrOptions(set(EMBEDDINGS)),
             HasMethods(["fit", "transform"]),
@@ -275,6 +348,7 @@ default="model"
         class_balanced=False,
         selection="lowest",
         *,
+        extrapolation="confidence",
         signal="adversarial",
         record="epoch",
         importance_params=None,
@@ -284,6 +358,7 @@ default="model"
         eps=8 / 255,
         norm="linf",
         attack_steps=10,
+        train_attack_steps=1,
         step_size=None,
         beta=6.0,
         optimizer="sgd",
@@ -293,6 +368,7 @@ default="model"
         weight_decay=5e-4,
         schedule="cosine",
         batch_size=128,
+        min_steps=320,
         bounds=(0.0, 1.0),
         augment=None,
         embedding="model",
@@ -311,6 +387,7 @@ default="model"
         self.subset_size = subset_size
         self.class_balanced = class_balanced
         self.selection = selection
+        self.extrapolation = extrapolation
         self.signal = signal
         self.record = record
         self.importance_params = importance_params
@@ -320,6 +397,7 @@ default="model"
         self.eps = eps
         self.norm = norm
         self.attack_steps = attack_steps
+        self.train_attack_steps = train_attack_steps
         self.step_size = step_size
         self.beta = beta
         self.optimizer = optimizer
@@ -329,6 +407,7 @@ default="model"
         self.weight_decay = weight_decay
         self.schedule = schedule
         self.batch_size = batch_size
+        self.min_steps = min_steps
         self.bounds = bounds
         self.augment = augment
         self.embedding = embedding
@@ -358,6 +437,7 @@ default="model"
                 "signal='clean' needs record='epoch': online recording only sees "
                 "the training step's adversarial forward pass."
             )
+        self._check_extrapolation()
         check_extrapolator(self.extrapolator)
         check_writable_dir(self.memory, "memory")
         check_writable_dir(self.checkpoint_dir, "checkpoint_dir")
@@ -370,11 +450,34 @@ default="model"
                 f"n_samples ({n}) scored samples; got {self.subset_size!r} "
                 f"({n_subset} samples)."
             )
-        self._check_importance(len(classes))
+        if self.extrapolation != "confidence":  # it computes no importance score
+            self._check_importance(len(classes))
         if not (isinstance(X, ImageArray) and _contains_unit_interval(bounds)):
             scan_rows(X, bounds=bounds, chunk_size=self.chunk_size)
         check_embedding(self.embedding, X, n_subset)
         return X, codes, classes
+
+    def _check_extrapolation(self):
+        """The importance scores a strategy can estimate."""
+        if self.extrapolation == "confidence" and self.importance != (
+            "dynamic_uncertainty"
+        ):
+            raise ValueError(
+                f"extrapolation='confidence' estimates dynamic uncertainty; for "
+                f"importance={self.importance!r} use extrapolation='held_out', "
+                f"'knn', 'class_knn' or 'learned'."
+            )
+        if (
+            self.extrapolation == "held_out"
+            and isinstance(self.importance, str)
+            and requires_probas(self.importance)
+        ):
+            raise ValueError(
+                f"extrapolation='held_out' computes importance from the tracked "
+                f"true-class probabilities, which importance={self.importance!r} "
+                f"cannot take (it needs class probabilities); use 'knn', "
+                f"'class_knn' or 'learned'."
+            )
 
     def _check_importance(self, n_classes):
         """Dry-run the score on dynamics of the shape the scoring run will
@@ -448,39 +551,81 @@ default="model"
         }
 
     def _fit_scores(self, X, codes):
+        strategy = self.extrapolation
+        measures_importance = strategy != "confidence"
         run = scoring_run(
             X,
             codes,
             subset_size=self.subset_size,
             model=self.model,
-            record=self.record,
-            record_probas=isinstance(self.importance, str)
+            record=self.record if measures_importance else None,
+            record_probas=measures_importance
+            and isinstance(self.importance, str)
             and requires_probas(self.importance),
-            require_every_class=self.class_balanced,
+            track_every=_TRACK_EVERY.get(strategy),
+            track_adversarial=strategy == "confidence",
+            measure_attack_steps=self.attack_steps,
+            min_steps=self.min_steps,
+            require_every_class=self.class_balanced or strategy == "class_knn",
             random_state=self.random_state,
             memory=self.memory,
             checkpoint_dir=self.checkpoint_dir,
             verbose=self.verbose,
-            **training_params(self),
+            **{
+                **training_params(self),
+                "attack_steps": self.train_attack_steps or self.attack_steps,
+            },
         )
         subset = run.subset
-        subset_scores = compute_score(
-            self.importance,
-            run.dynamics,
-            codes[subset],
-            signal=self.signal,
-            **(self.importance_params or {}),
-        )
         self.subset_indices_ = subset
-        self.model_, self.dynamics_, self.history_ = (
-            run.model,
-            run.dynamics,
-            run.history,
-        )
+        self.model_, self.dynamics_ = run.model, run.dynamics
+        self.history_, self.tracking_ = run.history, run.tracking
 
         started = time.perf_counter()
         X_subset = np.asarray(X[subset], dtype=np.float32)
         self.embedding_ = fit_embedding(self.embedding, self.model_, X_subset)
+        self.extrapolator_ = None
+        embedding_seconds = 0.0
+        if strategy == "confidence":
+            self.scores_ = confidence_scores(
+                run.tracking.adversarial, run.tracking.clean, subset, y=codes
+            )
+        else:
+            subset_scores = self._importance(run.dynamics, codes[subset])
+            if strategy == "held_out":
+                held_out = self._importance(
+                    Dynamics(np.arange(len(codes)), None, clean=run.tracking.clean),
+                    codes,
+                    signal="clean",
+                )
+                self.scores_ = held_out_scores(held_out, subset, subset_scores)
+            else:
+                embedding_seconds = self._extrapolate(X, codes, subset, subset_scores)
+        self.scored_mask_ = np.zeros(len(codes), dtype=bool)
+        self.scored_mask_[subset] = True
+        tracking_seconds = 0.0 if run.tracking is None else run.tracking.seconds
+        self.timings_ = {
+            "scoring": run.seconds - tracking_seconds,
+            "tracking": tracking_seconds,
+            "embedding": embedding_seconds,
+            "extrapolation": time.perf_counter() - started - embedding_seconds,
+        }
+        self.cost_ = self._cost(len(codes), len(subset), run.tracking)
+
+    def _importance(self, dynamics, codes, signal=None):
+        return compute_score(
+            self.importance,
+            dynamics,
+            codes,
+            signal=self.signal if signal is None else signal,
+            **(self.importance_params or {}),
+        )
+
+    def _extrapolate(self, X, codes, subset, subset_scores):
+        """Scores of the unscored rows from a regressor on an embedding (the
+        "knn", "class_knn" and "learned" strategies); returns the seconds spent
+        embedding."""
+        strategy = self.extrapolation
         # In a data-parallel run each process embeds and extrapolates its
         # share of the chunks, and all of them end with every score.
         rank, world_size = world()
@@ -493,15 +638,22 @@ default="model"
             min(chunk, rest - start)
             for start in range(rank * chunk, rest, world_size * chunk)
         )
+        extrapolator = self.extrapolator
         with self._progress(embedded, "embedding") as bar:
             E = EmbeddedRows(
                 X, self.embedding_, progress=bar, **self._embedding_kwargs()
             )
+            features = E
+            if strategy == "learned":
+                features = _WithSeries(E, self.tracking_.clean)
+                if extrapolator is None:
+                    extrapolator = make_pipeline(StandardScaler(), RidgeCV())
             scores, self.extrapolator_ = extrapolate(
-                E,
+                features,
                 subset,
                 subset_scores,
-                extrapolator=self.extrapolator,
+                extrapolator=extrapolator,
+                groups=codes if strategy == "class_knn" else None,
                 chunk_size=self.chunk_size,
                 n_jobs=self.n_jobs,
                 out=scores,
@@ -512,12 +664,45 @@ default="model"
         if world_size > 1:
             scores = merge_disjoint(scores, "AdversarialPruner.scores_")
         self.scores_ = scores
-        self.scored_mask_ = np.zeros(len(codes), dtype=bool)
-        self.scored_mask_[subset] = True
-        self.timings_ = {
-            "scoring": run.seconds,
-            "embedding": E.seconds,
-            "extrapolation": time.perf_counter() - started - E.seconds,
+        return E.seconds
+
+    def _cost(self, n, n_scored, tracking):
+        """Forward-pass equivalents of each stage, and of scoring the whole
+        pool directly (the paper's recording, ``attack_steps`` throughout)."""
+        training = forward_passes(
+            n_scored,
+            self.epochs,
+            method=self.method,
+            attack_steps=self.train_attack_steps or self.attack_steps,
+            record=self.record if self.extrapolation != "confidence" else None,
+            record_attack_steps=self.attack_steps,
+        )
+        tracked = 0.0
+        if tracking is not None:
+            tracked = float(n * len(tracking.epochs))
+            if tracking.adversarial is not None:
+                tracked += n * (3 * self.attack_steps + 1)
+        embedded = float(
+            n
+            if self.extrapolation in ("knn", "class_knn", "learned")
+            and isinstance(self.embedding_, torch.nn.Module)
+            else 0
+        )
+        direct = forward_passes(
+            n,
+            self.epochs,
+            method=self.method,
+            attack_steps=self.attack_steps,
+            record="epoch",
+        )
+        total = training + tracked + embedded
+        return {
+            "scoring": training,
+            "tracking": tracked,
+            "embedding": embedded,
+            "total": total,
+            "direct": direct,
+            "fraction_of_direct": total / direct,
         }
 
     # -- public API -------------------------------------------------------------
@@ -610,12 +795,15 @@ default="model"
         y = np.asarray(y)
         return X_kept, (y.ravel() if y.ndim == 2 else y)[kept]
 
+    @available_if(lambda self: self.extrapolation == "knn")
     def score_samples(self, X):
         """Extrapolated importance of new samples (higher = more important).
 
         Embeds ``X`` with the fitted embedding and predicts with the fitted
         extrapolator, chunk by chunk, e.g. to rank a fresh batch of generated
-        data without another scoring run.
+        data without another scoring run. Only with ``extrapolation="knn"``:
+        the other strategies score a sample from predictions recorded during
+        the scoring run, which a new sample does not have.
 
         Parameters
         ----------
@@ -683,3 +871,19 @@ default="model"
 def _contains_unit_interval(bounds):
     """Whether images scaled to [0, 1] lie inside ``bounds``."""
     return bounds is None or (bounds[0] <= 0.0 and bounds[1] >= 1.0)
+
+
+class _WithSeries:
+    """Rows of an embedding followed by the same samples' tracked series: the
+    features of the "learned" strategy, computed as they are read."""
+
+    def __init__(self, E, series):
+        self.E = E
+        self.series = series
+        self.shape = (E.shape[0], E.shape[1] + series.shape[0])
+
+    def __len__(self):
+        return self.shape[0]
+
+    def __getitem__(self, rows):
+        return np.hstack([self.E[rows], self.series[:, rows].T])

@@ -26,7 +26,11 @@ from .training import AdversarialTrainer, Dynamics, PoolTracker
 from .training._augment import stable_identity
 from .training._tracking import pool_key
 
-__all__ = ["ScoringRun", "Tracking", "scoring_run", "subset_count"]
+__all__ = ["ScoringRun", "Tracking", "forward_passes", "scoring_run", "subset_count"]
+
+# The floor of a batch cut by min_steps: a handful of samples, so that
+# optimizer steps and batch statistics stay meaningful.
+_MIN_BATCH_SIZE = 8
 
 _TRAINER_DEFAULTS = {
     name: inspect.signature(AdversarialTrainer).parameters[name].default
@@ -114,6 +118,62 @@ class ScoringRun:
     tracking: Tracking | None
 
 
+def forward_passes(
+    n_samples,
+    epochs,
+    *,
+    method="pgd",
+    attack_steps=10,
+    record=None,
+    record_attack_steps=None,
+):
+    """Cost of an adversarial training run, in forward-pass equivalents.
+
+    A count that transfers between machines, where seconds do not: a forward
+    pass of one sample is 1, its backward pass 2. A PGD-k training step costs
+    ``3 * (k + 1)`` per sample (k attack steps and the update, each a forward
+    and a backward pass), TRADES ``3 * (k + 2)`` (its clean forward and
+    backward pass on top), standard training 3; recording after every epoch
+    (``record="epoch"``) adds a PGD attack and two forward passes,
+    ``3 * k + 2`` per recorded sample. The batch size does not count: the same
+    sample passes cost the same, in any number of steps.
+
+    Parameters
+    ----------
+    n_samples : int
+        Samples trained on (and recorded).
+    epochs : int
+    method : {"pgd", "trades", "standard"}, default="pgd"
+    attack_steps : int, default=10
+        PGD steps of the training attack.
+    record : {"epoch", "online"} or None, default=None
+        ``"online"`` and ``None`` cost nothing extra.
+    record_attack_steps : int or None, default=None
+        PGD steps of the recording's attack; ``None``: ``attack_steps``.
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    The direct reference run of the digits benchmark, 2,000 samples, 15
+    epochs of PGD-5 training with the paper's recording:
+
+    >>> from advprune.scoring import forward_passes
+    >>> forward_passes(2000, 15, attack_steps=5, record="epoch")
+    1050000.0
+    """
+    per_sample = {
+        "pgd": 3 * (attack_steps + 1),
+        "trades": 3 * (attack_steps + 2),
+        "standard": 3,
+    }[method]
+    if record == "epoch":
+        per_sample += 3 * (record_attack_steps or attack_steps) + 2
+    return float(n_samples * epochs * per_sample)
+
+
 def subset_count(subset_size, n_samples):
     """Number of samples scored directly: ``subset_size`` as a count, or as a
     fraction of ``n_samples`` (rounded).
@@ -189,8 +249,9 @@ def scoring_run(
     min_steps : int or None, default=None
         A floor on the optimizer steps of the run: the batch size is cut, at
         the same number of epochs (so the same sample passes), until the run
-        takes at least ``min_steps`` steps. A 200-sample subset at batch 128
-        takes 2 steps per epoch, too few to learn from.
+        takes at least ``min_steps`` steps, but not below 8 samples (so a very
+        small subset takes fewer steps). A 200-sample subset at batch 128 takes
+        2 steps per epoch, too few to learn from.
     require_every_class : bool, default=False
         Refuse, before training, a subset that holds no sample of some class
         (class-balanced selection needs scored samples of every class).
@@ -300,11 +361,16 @@ def scoring_run(
 
 
 def _batch_size_for_steps(n_samples, batch_size, min_steps, epochs):
-    """The largest batch size up to ``batch_size`` with which ``epochs`` passes
-    over ``n_samples`` take at least ``min_steps`` optimizer steps (or 1)."""
+    """The largest batch size up to ``batch_size``, and not below
+    ``_MIN_BATCH_SIZE``, with which ``epochs`` passes over ``n_samples`` take at
+    least ``min_steps`` optimizer steps; one that leaves no last batch of a
+    single sample, which batch normalisation cannot train on."""
     steps_per_epoch = math.ceil(min_steps / epochs)
     batch_size = min(batch_size, max(1, math.ceil(n_samples / steps_per_epoch)))
     while batch_size > 1 and math.ceil(n_samples / batch_size) < steps_per_epoch:
+        batch_size -= 1
+    batch_size = max(batch_size, min(_MIN_BATCH_SIZE, n_samples))
+    while batch_size > 2 and n_samples % batch_size == 1:
         batch_size -= 1
     return batch_size
 

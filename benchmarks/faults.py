@@ -470,7 +470,8 @@ def write_bad_inputs(root):
 
 
 SCORE = ["score", "X.npy", "y.npy", "--out-dir", "out", "--importance", "frequency",
-         "--epochs", "3", "--attack-steps", "1", "--quiet"]  # fmt: skip
+         "--extrapolation", "knn", "--epochs", "3", "--attack-steps", "1",
+         "--quiet"]  # fmt: skip
 CLI_CASES = {
     "--prune-ratio 1.5": (["prune", "scores.npy", "-o", "k.npy", "--prune-ratio",
                            "1.5"], 2, "--prune-ratio"),

@@ -187,6 +187,7 @@ def main():
     pruner = AdversarialPruner(
         prune_ratio=0.5,
         importance="mean_loss",
+        extrapolation="knn",
         subset_size=args.subset_size,
         epochs=1,
         attack_steps=args.attack_steps,

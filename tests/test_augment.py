@@ -155,10 +155,12 @@ def test_pruner_passes_augment_to_its_scoring_run():
     AdversarialPruner(
         prune_ratio=0.5,
         importance="mean_loss",
+        extrapolation="knn",
         subset_size=0.5,
         epochs=2,
         attack_steps=1,
         batch_size=100,
+        min_steps=None,
         augment=counting,
         device="cpu",
         random_state=0,

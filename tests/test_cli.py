@@ -51,7 +51,8 @@ def flat(tmp_path_factory):
     np.save(root / "y.npy", y)
     result = run_cli(
         "score", "X.npy", "y.npy", "--out-dir", "run", "--subset-size", "0.5",
-        "--importance", "frequency", "--epochs", "3", "--attack-steps", "1",
+        "--importance", "frequency", "--extrapolation", "knn", "--epochs", "3",
+        "--attack-steps", "1",
         "--eps", "0.05", "--batch-size", "32", "--device", "cpu", "--quiet",
         cwd=root,
     )  # fmt: skip
@@ -96,7 +97,8 @@ def test_cli_scores_are_the_python_apis(flat):
     root, X, y = flat
     run = root / "run"
     pruner = AdversarialPruner(
-        prune_ratio=0.5, importance="frequency", subset_size=0.5, epochs=3,
+        prune_ratio=0.5, importance="frequency", extrapolation="knn",
+        subset_size=0.5, epochs=3,
         attack_steps=1, eps=0.05, batch_size=32, device="cpu", random_state=0,
     ).fit(X, y)  # fmt: skip
     np.testing.assert_array_equal(load(run / "all_scores.npy"), pruner.scores_)
@@ -204,7 +206,16 @@ def test_score_reads_a_uint8_channels_last_pool_from_npz(tmp_path, monkeypatch):
     labels = np.repeat(np.arange(4, dtype=np.uint8), 10)
     np.savez("pool.npz", image=images, label=labels)
     argv = ["score", "pool.npz", "--out-dir", "out", "--subset-size", "20"]
-    argv += ["--importance", "frequency", "--epochs", "2", "--attack-steps", "1"]
+    argv += [
+        "--importance",
+        "frequency",
+        "--extrapolation",
+        "knn",
+        "--epochs",
+        "2",
+        "--attack-steps",
+        "1",
+    ]
     assert main([*argv, "--device", "cpu", "--quiet"]) == 0
     assert load("out/scores.npy").shape == (20,)
     embeddings = load("out/embeddings.npy")
@@ -435,7 +446,14 @@ def _prune_pool_peak_rss(pool, out, cwd):
     )
     argv = ["prune-pool", pool, "--out", out, "--prune-ratio", "0.3"]
     argv += ["--model", "mlp", "--subset-size", "100", "--epochs", "1"]
-    argv += ["--importance", "mean_loss", "--attack-steps", "1"]
+    argv += [
+        "--importance",
+        "mean_loss",
+        "--extrapolation",
+        "knn",
+        "--attack-steps",
+        "1",
+    ]
     argv += ["--chunk-size", "1000", "--device", "cpu", "--quiet"]
     result = subprocess.run(
         [sys.executable, "-c", script, *argv],
@@ -491,7 +509,8 @@ def test_score_resumes_from_its_checkpoint_dir(flat, tmp_path, monkeypatch, caps
     root, _, _ = flat
     monkeypatch.chdir(tmp_path)
     argv = ["score", str(root / "X.npy"), str(root / "y.npy"), "--out-dir", "run",
-            "--subset-size", "0.5", "--importance", "frequency", "--epochs", "3",
+            "--subset-size", "0.5", "--importance", "frequency",
+            "--extrapolation", "knn", "--epochs", "3",
             "--attack-steps", "1", "--eps", "0.05", "--batch-size", "32",
             "--device", "cpu", "--quiet",
             "--checkpoint-dir", "checkpoints"]  # fmt: skip

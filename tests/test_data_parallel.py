@@ -39,9 +39,15 @@ def _data_parallel_runs(spy_class=None):
     pruner = AdversarialPruner(
         prune_ratio=0.5, subset_size=0.3, epochs=4, eps=0.05, attack_steps=2,
         model="mlp", importance_params={"window": 2}, chunk_size=50, device="cpu",
+        extrapolation="knn", train_attack_steps=None, min_steps=None,
         random_state=0,
     ).fit(X, y)  # fmt: skip
-    return recorder, callbacks[-1], pruner
+    # The default strategy tracks the whole pool, each process its share.
+    confidence = AdversarialPruner(
+        prune_ratio=0.5, subset_size=0.3, epochs=4, eps=0.05, attack_steps=2,
+        model="mlp", min_steps=40, device="cpu", random_state=0,
+    ).fit(X, y)  # fmt: skip
+    return recorder, callbacks[-1], pruner, confidence
 
 
 class _WrittenBeforeMerge(Callback):
@@ -62,7 +68,7 @@ def _data_parallel_worker(rank, world_size, init_file, out):
         "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size
     )
     try:
-        recorder, spy, pruner = _data_parallel_runs(_WrittenBeforeMerge)
+        recorder, spy, pruner, confidence = _data_parallel_runs(_WrittenBeforeMerge)
         recording = recorder.dynamics()
         np.savez(
             f"{out}{rank}.npz",
@@ -73,6 +79,9 @@ def _data_parallel_worker(rank, world_size, init_file, out):
             scores=pruner.scores_,
             support=pruner.support_,
             dynamics=pruner.dynamics_.adversarial,
+            tracked=confidence.tracking_.clean,
+            attacked=confidence.tracking_.adversarial,
+            confidence=confidence.scores_,
         )
     finally:
         dist.destroy_process_group()
@@ -92,13 +101,16 @@ def test_two_processes_on_gloo_record_every_sample_once_and_match_one(tmp_path):
     assert not (first & second).any() and (first | second).all()
     assert abs(int(first[0].sum()) - int(second[0].sum())) <= 1
     # After it: both hold the same, complete recording and the same scores.
-    for key in ("adversarial", "clean", "probas", "scores", "support", "dynamics"):
+    keys = ("adversarial", "clean", "probas", "scores", "support", "dynamics")
+    for key in (*keys, "tracked", "attacked", "confidence"):
         np.testing.assert_array_equal(ranks[0][key], ranks[1][key], err_msg=key)
     assert not np.isnan(ranks[0]["probas"]).any()
+    assert not np.isnan(ranks[0]["tracked"]).any()
+    assert not np.isnan(ranks[0]["attacked"]).any()
 
     # One process: the same recording and scores up to float rounding (the
     # gradient is summed in another order); the kept set is the same here.
-    recorder, _, pruner = _data_parallel_runs()
+    recorder, _, pruner, confidence = _data_parallel_runs()
     recording = recorder.dynamics()
     np.testing.assert_allclose(
         ranks[0]["adversarial"], recording.adversarial, atol=1e-6
@@ -109,3 +121,9 @@ def test_two_processes_on_gloo_record_every_sample_once_and_match_one(tmp_path):
     )
     np.testing.assert_allclose(ranks[0]["scores"], pruner.scores_, rtol=1e-4, atol=1e-7)
     np.testing.assert_array_equal(ranks[0]["support"], pruner.support_)
+    np.testing.assert_allclose(
+        ranks[0]["tracked"], confidence.tracking_.clean, atol=1e-6
+    )
+    np.testing.assert_allclose(
+        ranks[0]["attacked"], confidence.tracking_.adversarial, atol=1e-6
+    )

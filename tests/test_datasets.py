@@ -219,3 +219,48 @@ def test_large_pool():
 def test_bad_parameters(kwargs, error, name):
     with pytest.raises(error, match=name):
         load_digits_pool(**kwargs)
+
+
+def test_tabular_pool_layout_reproducibility_and_off_class_flag():
+    from advprune.datasets import load_tabular_pool
+
+    a = load_tabular_pool(3000, random_state=1)
+    b = load_tabular_pool(3000, random_state=1)
+    for key in ("X_train", "y_train", "X_pool", "y_pool", "X_test", "y_test"):
+        np.testing.assert_array_equal(a[key], b[key])
+    assert a.X_pool.dtype == np.float32 and a.y_pool.dtype == np.int64
+    assert a.X_pool.shape == (3000, 32) and a.X_train.shape == (1200, 32)
+    assert a.X_pool.min() >= 0 and a.X_pool.max() <= 1
+    assert set(np.unique(a.y_pool)) == set(range(8))
+    # Off-class: interpolated past half way, or flipped; about 10% + 10% / 2.
+    np.testing.assert_array_equal(
+        a.offclass, (a.pool_mix_weight > 0.5) | a.pool_flipped
+    )
+    assert 0.12 < a.offclass.mean() < 0.28
+    # A classifier of the real training split agrees less with off-class labels.
+    from sklearn.linear_model import LogisticRegression
+
+    clf = LogisticRegression(max_iter=2000).fit(a.X_train, a.y_train)
+    agree = clf.predict(a.X_pool) == a.y_pool
+    assert agree[~a.offclass].mean() > agree[a.offclass].mean() + 0.3
+    assert clf.score(a.X_test, a.y_test) > 0.7
+
+
+@pytest.mark.parametrize(
+    ("params", "error"),
+    [
+        ({"n_synthetic": -1}, ValueError),
+        ({"n_classes": 1}, ValueError),
+        ({"n_train": 2.5}, TypeError),
+        ({"class_sep": 0.0}, ValueError),
+        ({"shift": -0.1}, ValueError),
+        ({"flip_fraction": 1.5}, ValueError),
+        ({"mix_fraction": "a"}, TypeError),
+    ],
+)
+def test_tabular_pool_refuses_bad_parameters(params, error):
+    from advprune.datasets import load_tabular_pool
+
+    name = next(iter(params))
+    with pytest.raises(error, match=name):
+        load_tabular_pool(**{"n_synthetic": 10, **params})

@@ -25,6 +25,7 @@ def pruner(**kwargs):
         eps=0.05,
         attack_steps=2,
         importance="mean_loss",
+        extrapolation="knn",
         chunk_size=100,
         device="cpu",
         random_state=0,

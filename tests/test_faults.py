@@ -338,7 +338,8 @@ def inputs(tmp_path_factory):
 
 FULL_DISK_COMMANDS = {
     "score": ["score", "X.npy", "y.npy", "--out-dir", "{out}/run", "--epochs", "2",
-              "--importance", "frequency", "--attack-steps", "1", "--device", "cpu",
+              "--importance", "frequency", "--extrapolation", "knn",
+              "--attack-steps", "1", "--device", "cpu",
               "--subset-size", "40", "--quiet"],
     "extrapolate": ["extrapolate", "E.npy", "s.npy", "i.npy", "-o", "{out}/all.npy",
                     "--quiet"],
@@ -566,7 +567,8 @@ def test_score_checks_everything_before_training(bad_files, case, capsys, monkey
     monkeypatch.setattr(AdversarialTrainer, "train_step", _refuse_training)
     # The case's own --importance or --device come last, and win.
     argv = ["score", *arguments[:2], "--out-dir", "o", "--epochs", "2",
-            "--importance", "frequency", "--device", "cpu", "--quiet",
+            "--importance", "frequency", "--extrapolation", "knn",
+            "--device", "cpu", "--quiet",
             *arguments[2:]]  # fmt: skip
     status = main(argv)
     assert_one_line(capsys.readouterr().err, status, 2, fragment)
@@ -681,7 +683,12 @@ SWEEP = settings(
 # most examples reach training and an error after it would show.
 BASE = {"epochs": 3, "attack_steps": 1, "batch_size": 16, "device": "cpu",
         "random_state": 0}  # fmt: skip
-PRUNER_BASE = {**BASE, "importance": "frequency", "subset_size": 0.5}
+PRUNER_BASE = {
+    **BASE,
+    "importance": "frequency",
+    "extrapolation": "knn",
+    "subset_size": 0.5,
+}
 
 
 def _changes(table, *, at_most):

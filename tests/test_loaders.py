@@ -892,6 +892,7 @@ def test_pruner_on_image_array_equals_pruner_on_eager_floats():
     params = dict(
         prune_ratio=0.5,
         importance="mean_loss",
+        extrapolation="knn",
         subset_size=0.5,
         epochs=2,
         attack_steps=1,

@@ -273,6 +273,7 @@ def test_grid_search_with_adversarial_pruner_and_classifier():
     pipe = make_pipeline(
         AdversarialPruner(
             importance="mean_loss",
+            extrapolation="knn",
             subset_size=0.5,
             epochs=2,
             eps=0.05,
@@ -301,7 +302,7 @@ def test_imbalanced_learn_pipeline_names_advprune_make_pipeline():
     imblearn_pipeline = pytest.importorskip("imblearn.pipeline")
     X, y = _data()
     pipe = imblearn_pipeline.make_pipeline(
-        AdversarialPruner(importance="mean_loss", epochs=2, device="cpu"),
+        AdversarialPruner(epochs=2, device="cpu"),
         AdversarialClassifier(epochs=1, device="cpu"),
     )
     with pytest.raises(TypeError, match=r"advprune\.make_pipeline"):

@@ -37,7 +37,8 @@ def test_training_shows_batches_epochs_and_recording(capsys):
 def test_pruner_shows_embedding_and_extrapolation(capsys):
     X, y = _data()
     pruner = AdversarialPruner(
-        importance="mean_loss", subset_size=30, epochs=2, attack_steps=1,
+        importance="mean_loss", extrapolation="knn", subset_size=30, epochs=2,
+        attack_steps=1,
         device="cpu", random_state=0, verbose=True,
     )  # fmt: skip
     pruner.fit(X, y)

@@ -30,6 +30,7 @@ FAST = dict(
     eps=0.05,
     attack_steps=2,
     importance="mean_loss",
+    extrapolation="knn",
     batch_size=32,
     embedding="raw",
     device="cpu",
@@ -97,7 +98,7 @@ def test_scores_direct_where_scored_and_extrapolated_elsewhere():
     )
     out = np.zeros((100, 6), np.float32)
     assert p.embed(X, out=out) is out
-    assert set(p.timings_) == {"scoring", "embedding", "extrapolation"}
+    assert set(p.timings_) == {"scoring", "tracking", "embedding", "extrapolation"}
 
 
 def test_sort_direction_planted_samples():
@@ -129,6 +130,7 @@ def test_default_model_embedding_and_dynamic_uncertainty():
     p = AdversarialPruner(
         prune_ratio=0.5,
         subset_size=0.5,
+        extrapolation="knn",
         epochs=11,
         eps=0.05,
         attack_steps=2,
@@ -138,6 +140,82 @@ def test_default_model_embedding_and_dynamic_uncertainty():
     assert p.dynamics_.adversarial.shape == (11, 50)
     assert p.support_.sum() == 50
     assert p.model_.training is False
+
+
+def test_default_confidence_strategy_tracks_the_pool_and_costs_little():
+    X, y = blobs()
+    p = AdversarialPruner(
+        prune_ratio=0.5, subset_size=0.2, eps=0.05, attack_steps=2, device="cpu",
+        random_state=0,
+    ).fit(X, y)  # fmt: skip
+    # No recording of the subset; the pool tracked every 4th epoch and attacked
+    # once after the last.
+    assert p.dynamics_ is None and p.extrapolator_ is None
+    assert p.tracking_.epochs.tolist() == [3, 7, 11, 15, 19]
+    assert p.tracking_.clean.shape == (5, 100)
+    assert p.tracking_.adversarial.shape == (100,)
+    assert np.isfinite(p.tracking_.clean).all()
+    # Scores are percentiles; the 20-sample subset ran at batch 8 (min_steps).
+    assert p.scores_.min() >= 0 and p.scores_.max() <= 1
+    assert p.support_.sum() == 50
+    assert p.cost_["scoring"] == 20 * 20 * 3 * (1 + 1)  # PGD-1, no recording
+    assert p.cost_["tracking"] == 100 * 5 + 100 * (3 * 2 + 1)
+    assert p.cost_["direct"] == 100 * 20 * (3 * 3 + 3 * 2 + 2)
+    assert p.cost_["fraction_of_direct"] == pytest.approx(
+        (p.cost_["scoring"] + p.cost_["tracking"]) / p.cost_["direct"]
+    )
+    assert set(p.timings_) == {"scoring", "tracking", "embedding", "extrapolation"}
+    assert not hasattr(p, "score_samples")
+
+
+@pytest.mark.parametrize("strategy", ["held_out", "class_knn", "learned"])
+def test_every_strategy_scores_every_sample(strategy):
+    X, y = blobs()
+    p = pruner(
+        extrapolation=strategy, importance="dynamic_uncertainty", epochs=11,
+        importance_params={"window": 5}, subset_size=0.4,
+    ).fit(X, y)  # fmt: skip
+    assert np.isfinite(p.scores_).all() and p.scores_.shape == (100,)
+    np.testing.assert_array_equal(
+        p.scores_[p.scored_mask_],
+        p.scores_[p.subset_indices_],
+    )
+    # Direct scores where scored: the importance of the recorded dynamics.
+    from advprune.scores import compute_score
+
+    direct = compute_score(
+        "dynamic_uncertainty", p.dynamics_, y[p.subset_indices_], window=5
+    )
+    np.testing.assert_array_equal(p.scores_[p.subset_indices_], direct)
+    if strategy == "held_out":
+        # Unscored samples take values of the scored samples' distribution.
+        rest = p.scores_[~p.scored_mask_]
+        assert rest.min() >= direct.min() and rest.max() <= direct.max()
+
+
+def test_strategies_refuse_importances_they_cannot_estimate(no_training):
+    X, y = blobs()
+    with pytest.raises(ValueError, match="estimates dynamic uncertainty"):
+        pruner(extrapolation="confidence", importance="mean_loss").fit(X, y)
+    with pytest.raises(ValueError, match="class probabilities"):
+        pruner(extrapolation="held_out", importance="el2n").fit(X, y)
+
+
+def test_min_steps_cuts_the_batch_and_train_attack_steps_the_attack(monkeypatch):
+    X, y = blobs()
+    seen = []
+    fit = AdversarialTrainer.fit
+
+    def spying_fit(self, *args, **kwargs):
+        seen.append((self.batch_size, self.attack_steps, self.epochs))
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(AdversarialTrainer, "fit", spying_fit)
+    pruner(subset_size=50, min_steps=60, train_attack_steps=1, epochs=3).fit(X, y)
+    pruner(subset_size=50, min_steps=None, train_attack_steps=None, epochs=3).fit(X, y)
+    # 60 steps in 3 epochs: 20 steps of at most 3 rows of 50 would be needed;
+    # the batch stops at 8 samples.
+    assert seen == [(8, 1, 3), (32, 2, 3)]
 
 
 @pytest.mark.parametrize(

@@ -26,7 +26,8 @@ SCRIPT = textwrap.dedent(
     y = (X[:, 0] + X[:, 1] > 1).astype(int)
     pruner = AdversarialPruner(
         prune_ratio=0.5, subset_size=0.5, epochs=25, eps=0.05, attack_steps=3,
-        batch_size=20, importance="{score}", embedding="raw", device="cpu",
+        batch_size=20, importance="{score}", extrapolation="knn", embedding="raw",
+        device="cpu",
         random_state=0, checkpoint_dir=sys.argv[1] if sys.argv[1] != "-" else None,
     )
     pruner.fit(X, y)
