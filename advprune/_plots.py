@@ -34,12 +34,14 @@ def _save(fig, path):
     return path
 
 
-def score_histogram(path, scores, support, *, scored=None, threshold=True, title):
+def score_histogram(path, scores, support, *, groups=None, threshold=True, title):
     """Histogram of importance scores, kept against pruned.
 
-    ``scored`` (a mask) splits the scores into direct and extrapolated ones
-    instead; ``threshold`` marks the lowest kept score, the cut of the
-    'lowest' rule (other rules keep samples across the range and have none).
+    ``groups`` (``{label: mask}``) compares groups of samples instead, as
+    densities: the first filled, the others outlined (e.g. direct against
+    extrapolated scores, or off-class samples against the rest);
+    ``threshold`` marks the lowest kept score, the cut of the 'lowest' rule
+    (other rules keep samples across the range and have none).
     """
     Figure = require_matplotlib(f"the histogram {str(path)!r}")
     scores = np.asarray(scores, dtype=np.float64)
@@ -48,7 +50,7 @@ def score_histogram(path, scores, support, *, scored=None, threshold=True, title
         bins = 40
     fig = Figure(figsize=(6.4, 4.0), layout="constrained")
     ax = fig.subplots()
-    if scored is None:
+    if groups is None:
         ax.hist(
             [scores[support], scores[~support]],
             bins=bins,
@@ -57,21 +59,11 @@ def score_histogram(path, scores, support, *, scored=None, threshold=True, title
         )
         ax.set_ylabel("samples")
     else:
-        ax.hist(
-            scores[scored],
-            bins=bins,
-            density=True,
-            alpha=0.6,
-            label=f"direct ({scored.sum()} scored samples)",
-        )
-        ax.hist(
-            scores[~scored],
-            bins=bins,
-            density=True,
-            histtype="step",
-            linewidth=2,
-            label=f"extrapolated ({(~scored).sum()} samples)",
-        )
+        for index, (label, mask) in enumerate(groups.items()):
+            style = (
+                {"alpha": 0.6} if index == 0 else {"histtype": "step", "linewidth": 2}
+            )
+            ax.hist(scores[mask], bins=bins, density=True, label=label, **style)
         ax.set_ylabel("density")
     if threshold and support.any() and not support.all():
         cut = scores[support].min()

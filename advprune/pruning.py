@@ -17,6 +17,7 @@ Steps 1 to 3 do not depend on ``prune_ratio``, ``class_balanced`` or
 over those parameters trains the scoring model once per data set.
 """
 
+import math
 import os
 import sys
 import time
@@ -284,7 +285,8 @@ default="model"
         :func:`advprune.scoring.forward_passes`): ``scoring``, ``tracking``,
         ``embedding``, their ``total``, the ``direct`` cost of scoring the
         whole pool with the paper's protocol (``epochs`` of PGD training with
-        ``attack_steps`` and epoch recording), and ``fraction_of_direct``.
+        ``attack_steps`` and epoch recording), and ``fraction_of_direct``;
+        also the scoring run's ``optimizer_steps``.
     n_features_in_ : int
         Features of a flattened sample, as :class:`advprune.AdversarialClassifier`
         counts them.
@@ -611,6 +613,9 @@ default="model"
             "extrapolation": time.perf_counter() - started - embedding_seconds,
         }
         self.cost_ = self._cost(len(codes), len(subset), run.tracking)
+        self.cost_["optimizer_steps"] = self.epochs * math.ceil(
+            len(subset) / run.batch_size
+        )
 
     def _importance(self, dynamics, codes, signal=None):
         return compute_score(

@@ -24,8 +24,13 @@ TINY = {
     "eval_steps": 2,
     "random_state": 5,
 }
-METHODS = ["real + pruned pool", "real + random pool", "real + full pool"]
-HEADER = "method              n train  clean acc  robust acc  train s  scoring s"
+METHODS = [
+    "real + pruned (default)",
+    "real + pruned (paper)",
+    "real + random pool",
+    "real + full pool",
+]
+HEADER = "method                   n train  clean acc  robust acc  train s  scoring s"
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +51,7 @@ def demo(tmp_path_factory):
     return results, again, first, "\n".join(lines)
 
 
-def test_results_describe_the_three_training_sets(demo):
+def test_results_describe_the_four_training_sets(demo):
     results, _, _, _ = demo
     assert set(results) == {
         "settings",
@@ -63,12 +68,16 @@ def test_results_describe_the_three_training_sets(demo):
     rows = results["results"]
     assert [row["method"] for row in rows] == METHODS
     n_real = data["n_real_train"]
-    assert [row["n_train"] for row in rows] == [n_real + 30, n_real + 30, n_real + 120]
+    assert [row["n_train"] for row in rows] == [n_real + 30] * 3 + [n_real + 120]
     for row in rows:
         assert 0.0 <= row["robust_accuracy"] <= row["clean_accuracy"] <= 1.0
         assert row["train_seconds"] > 0 and row["eval_seconds"] > 0
-    assert rows[0]["scoring_seconds"] == results["scoring"]["total_seconds"] > 0
-    assert rows[1]["scoring_seconds"] == rows[2]["scoring_seconds"] == 0.0
+    scoring = results["scoring"]
+    assert rows[0]["scoring_seconds"] == scoring["default"]["total_seconds"] > 0
+    assert rows[1]["scoring_seconds"] == scoring["paper"]["total_seconds"] > 0
+    assert rows[2]["scoring_seconds"] == rows[3]["scoring_seconds"] == 0.0
+    for pruner in ("default", "paper"):
+        assert 0 < scoring[pruner]["fraction_of_direct"] < 1
     assert results["settings"]["eps"] == 0.2
     assert results["settings"]["device"] == "cpu"
 
@@ -95,7 +104,7 @@ def test_the_table_is_printed(demo):
     assert table in printed
     lines = table.splitlines()
     assert lines[0] == HEADER
-    assert [line[:18].rstrip() for line in lines[1:]] == METHODS
+    assert [line[:23].rstrip() for line in lines[1:]] == METHODS
 
 
 def test_same_random_state_same_numbers(demo):
@@ -126,24 +135,27 @@ def test_format_table():
     ]
     assert format_table(rows).splitlines() == [
         HEADER,
-        "real + pruned pool     2257      0.969       0.500     24.8       12.1",
-        "real + full pool       3257      1.000       0.000     71.1          -",
+        "real + pruned pool          2257      0.969       0.500     24.8       12.1",
+        "real + full pool            3257      1.000       0.000     71.1          -",
     ]
 
 
 def _fitted_pruner():
     scores = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
-    return SimpleNamespace(
-        scores_=scores,
-        scored_mask_=np.array([True, False, True, False, False, False]),
-        support_=scores >= 0.4,
-    )
+    return SimpleNamespace(scores_=scores, support_=scores >= 0.4)
+
+
+DATA = SimpleNamespace(pool_mix_weight=np.array([0.7, 0.0, 0.6, 0.0, 0.0, 0.3]))
 
 
 ROWS = [
     {"method": m, "n_train": n, "clean_accuracy": c, "robust_accuracy": r}
     for m, n, c, r in zip(
-        METHODS, (30, 30, 60), (0.9, 0.8, 0.95), (0.5, 0.4, 0.6), strict=True
+        METHODS,
+        (30, 30, 30, 60),
+        (0.9, 0.85, 0.8, 0.95),
+        (0.5, 0.45, 0.4, 0.6),
+        strict=True,
     )
 ]
 SETTINGS = {"eval_steps": 20, "eps": 0.2}
@@ -152,7 +164,7 @@ SETTINGS = {"eval_steps": 20, "eps": 0.2}
 def test_plots_are_skipped_without_matplotlib(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     notes = []
-    assert _plot(_fitted_pruner(), ROWS, tmp_path, SETTINGS, notes.append) == (
+    assert _plot(_fitted_pruner(), DATA, ROWS, tmp_path, SETTINGS, notes.append) == (
         None,
         None,
     )
@@ -178,7 +190,7 @@ def figures(monkeypatch):
 
 
 def test_plots_mark_scores_threshold_and_accuracies(tmp_path, figures):
-    scores, accuracy = _plot(_fitted_pruner(), ROWS, tmp_path, SETTINGS, print)
+    scores, accuracy = _plot(_fitted_pruner(), DATA, ROWS, tmp_path, SETTINGS, print)
     assert (scores, accuracy) == (
         str(tmp_path / "scores.png"),
         str(tmp_path / "accuracy.png"),
@@ -188,8 +200,8 @@ def test_plots_mark_scores_threshold_and_accuracies(tmp_path, figures):
     (ax,) = figures[0].axes
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert labels == [
-        "direct (2 scored samples)",
-        "extrapolated (4 samples)",
+        "off-class pool samples (2)",
+        "other pool samples (4)",
         "threshold 0.4 (lowest kept score)",
     ]
     (cut,) = ax.get_lines()
@@ -198,6 +210,6 @@ def test_plots_mark_scores_threshold_and_accuracies(tmp_path, figures):
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert labels == ["clean", "robust (PGD-20 CE+CW, eps 0.2)"]
     heights = [round(bar.get_height(), 3) for bar in ax.patches]
-    assert heights == [0.9, 0.8, 0.95, 0.5, 0.4, 0.6]
+    assert heights == [0.9, 0.85, 0.8, 0.95, 0.5, 0.45, 0.4, 0.6]
     ticks = [t.get_text() for t in ax.get_xticklabels()]
-    assert ticks[2] == "real + full pool\n(60 samples)"
+    assert ticks[3] == "real + full pool\n(60 samples)"

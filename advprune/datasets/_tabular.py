@@ -130,7 +130,7 @@ def load_tabular_pool(
     ((1200, 32), (500, 32), (600, 32))
     >>> bool(data.X_pool.min() >= 0 and data.X_pool.max() <= 1)
     True
-    >>> 0.1 < data.offclass.mean() < 0.3
+    >>> bool(0.1 < data.offclass.mean() < 0.3)
     True
     """
     counts = {
