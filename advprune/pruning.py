@@ -461,9 +461,8 @@ default="model"
 
     def _check_extrapolation(self):
         """The importance scores a strategy can estimate."""
-        if self.extrapolation == "confidence" and self.importance != (
-            "dynamic_uncertainty"
-        ):
+        importance = self.importance
+        if self.extrapolation == "confidence" and importance != "dynamic_uncertainty":
             raise ValueError(
                 f"extrapolation='confidence' estimates dynamic uncertainty; for "
                 f"importance={self.importance!r} use extrapolation='held_out', "

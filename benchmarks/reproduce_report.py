@@ -319,9 +319,12 @@ def answers(name, table, scores, ratios):
                 f"* **Default vs random, {RULE_LABELS[rule]}, {ratio:.0%}:** "
                 f"{mean:+.1f} points [{low:+.1f}, {high:+.1f}], positive in "
                 f"{int((d > 0).sum())} of {len(d)} seeds; "
-                f"{'beyond' if low > 0 else 'not beyond'} the seed spread (95% "
-                f"interval above 0); at least one point: "
-                f"{'yes' if mean >= 1 else 'no'}."
+                + (
+                    "beyond the seed spread (95% interval above 0)"
+                    if low > 0
+                    else "not beyond the seed spread (95% interval reaches 0)"
+                )
+                + f"; at least one point: {'yes' if mean >= 1 else 'no'}."
             )
     for rule in RULES:
         d = table.paired("confidence", rule, 0.5, "none", "lowest")
@@ -329,7 +332,7 @@ def answers(name, table, scores, ratios):
         if ci is not None:
             lines.append(
                 f"* **Default at 50 %, {RULE_LABELS[rule]}, vs no pruning:** "
-                f"{ci[0]:+.1f} points [{ci[1]:+.1f}, {ci[2]:+.1f}]; within 0.5 "
+                f"{ci[0]:+.2f} points [{ci[1]:+.1f}, {ci[2]:+.1f}]; within 0.5 "
                 f"points: {'yes' if ci[0] >= -0.5 else 'no'}."
             )
     return "\n".join(lines)
