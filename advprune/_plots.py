@@ -7,6 +7,8 @@ so that drawing from a notebook or a server changes nothing around it, and
 written atomically like every other output.
 """
 
+import textwrap
+
 import numpy as np
 
 from ._io import replacing
@@ -94,7 +96,10 @@ def accuracy_bars(path, rows, *, robust_label):
         values = [row[key] for row in rows]
         bars = ax.bar(positions + offset, values, width, label=label)
         ax.bar_label(bars, fmt="%.3f", padding=2, fontsize=9)
-    ax.set_xticks(positions, [f"{r['method']}\n({r['n_train']} samples)" for r in rows])
+    ax.set_xticks(
+        positions,
+        [f"{textwrap.fill(r['method'], 14)}\n({r['n_train']} samples)" for r in rows],
+    )
     ax.set_ylim(0, 1.2)
     ax.set_ylabel("accuracy on the real test digits")
     ax.set_title("Clean and robust accuracy by training set")

@@ -284,6 +284,12 @@ def _cost_verdict(wall):
     return "met on every seed" if not over else f"missed on {over} seeds"
 
 
+def _at_least(value, bound):
+    """``value >= bound`` up to float noise: accuracies are multiples of one
+    test sample, so their means can land exactly on a bound."""
+    return round(float(value), 9) >= bound
+
+
 def answers(name, table, scores, ratios):
     """The issue's questions, answered from the numbers."""
     lines = []
@@ -324,7 +330,7 @@ def answers(name, table, scores, ratios):
                     if low > 0
                     else "not beyond the seed spread (95% interval reaches 0)"
                 )
-                + f"; at least one point: {'yes' if mean >= 1 else 'no'}."
+                + f"; at least one point: {'yes' if _at_least(mean, 1) else 'no'}."
             )
     for rule in RULES:
         d = table.paired("confidence", rule, 0.5, "none", "lowest")
@@ -333,7 +339,7 @@ def answers(name, table, scores, ratios):
             lines.append(
                 f"* **Default at 50 %, {RULE_LABELS[rule]}, vs no pruning:** "
                 f"{ci[0]:+.2f} points [{ci[1]:+.1f}, {ci[2]:+.1f}]; within 0.5 "
-                f"points: {'yes' if ci[0] >= -0.5 else 'no'}."
+                f"points: {'yes' if _at_least(ci[0], -0.5) else 'no'}."
             )
     return "\n".join(lines)
 

@@ -390,6 +390,27 @@ def test_demo_command_passes_its_options(monkeypatch):
     assert calls == [{"output_dir": "out", "random_state": 3, "verbose": False}]
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["score", "X.npy", "y.npy", "--out-dir", "out"],
+        ["prune-pool", "p.npz", "--out", "o.npz"],
+    ],
+)
+def test_scoring_options_default_to_the_pruners_defaults(command):
+    # The CLI shows progress and seeds 0 by default (the same command writes
+    # the same files); every other default is the pruner's.
+    from advprune import AdversarialPruner
+    from advprune.cli import _build_parser, _scoring_params
+
+    args = _build_parser().parse_args(command)
+    params = _scoring_params(args)
+    assert params.pop("verbose") is True
+    assert params.pop("random_state") == 0
+    defaults = AdversarialPruner().get_params()
+    assert params == {name: defaults[name] for name in params}
+
+
 def test_replacing_leaves_the_old_file_when_writing_fails(tmp_path):
     target = tmp_path / "kept.npy"
     target.write_bytes(b"old")

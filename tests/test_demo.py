@@ -212,4 +212,4 @@ def test_plots_mark_scores_threshold_and_accuracies(tmp_path, figures):
     heights = [round(bar.get_height(), 3) for bar in ax.patches]
     assert heights == [0.9, 0.85, 0.8, 0.95, 0.5, 0.45, 0.4, 0.6]
     ticks = [t.get_text() for t in ax.get_xticklabels()]
-    assert ticks[3] == "real + full pool\n(60 samples)"
+    assert ticks[3] == "real + full\npool\n(60 samples)"  # wrapped at 14

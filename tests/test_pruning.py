@@ -470,6 +470,16 @@ def test_caller_arrays_unmodified():
         # unbounded features.
         AdversarialPruner(**{**FAST, "subset_size": 0.5, "epochs": 2}, bounds=None),
         AdversarialPruner(**{**FAST, "subset_size": 1.0, "epochs": 2}, bounds=None),
+        # The default strategy (confidence, dynamic uncertainty), on a budget.
+        AdversarialPruner(
+            subset_size=0.5,
+            epochs=11,
+            attack_steps=1,
+            min_steps=11,
+            embedding="raw",
+            device="cpu",
+            bounds=None,
+        ),
     ],
 )
 def test_sklearn_estimator_checks(estimator, check):
