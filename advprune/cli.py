@@ -261,6 +261,18 @@ def _positive_int(text):
     return value
 
 
+def _positive_int_or_none(text):
+    """A positive integer, or ``none`` for the pruner's ``None``."""
+    if text.lower() == "none":
+        return None
+    try:
+        return _positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive integer or 'none'; got {text!r}"
+        ) from None
+
+
 def _non_negative_float(text):
     try:
         value = float(text)
@@ -658,9 +670,12 @@ def _add_scoring_options(parser):
     )
     parser.add_argument(
         "--train-attack-steps",
-        type=_positive_int,
+        type=_positive_int_or_none,
         default=1,
-        help="PGD steps of the scoring run's training attack (default: %(default)s)",
+        help=(
+            "PGD steps of the scoring run's training attack; 'none': "
+            "--attack-steps, as in the paper (default: %(default)s)"
+        ),
     )
     parser.add_argument(
         "--batch-size",
@@ -670,11 +685,12 @@ def _add_scoring_options(parser):
     )
     parser.add_argument(
         "--min-steps",
-        type=_positive_int,
+        type=_positive_int_or_none,
         default=320,
         help=(
             "at least this many optimizer steps in the scoring run, by a "
-            "smaller batch (default: %(default)s)"
+            "smaller batch; 'none': no floor, as in the paper (default: "
+            "%(default)s)"
         ),
     )
     parser.add_argument(
@@ -747,9 +763,11 @@ def _build_parser():
             "sample, and embed ALL samples with the trained model's penultimate "
             "features, as AdversarialPruner does. Writes OUT_DIR/all_scores.npy "
             "(one score per row of X, the input of `advprune prune`), "
-            "OUT_DIR/scores.npy (direct scores of the subset), "
+            "OUT_DIR/scores.npy (the subset's scores, on the scale of the "
+            "strategy: confidence percentiles for 'confidence'), "
             "OUT_DIR/scored_indices.npy (their rows) and OUT_DIR/embeddings.npy "
-            "(the inputs of `advprune extrapolate`)."
+            "(the inputs of `advprune extrapolate`, which re-extrapolates as "
+            "--extrapolation knn does)."
         ),
     )
     score.add_argument(

@@ -4,11 +4,15 @@ The method of Nieth et al. (2024) in one estimator, as a short composition of
 its public stages:
 
 1. :func:`advprune.scoring.scoring_run`: adversarial training on a
-   class-stratified random subset, recording the training dynamics;
+   class-stratified random subset, recording the training dynamics (and, for
+   every strategy but the paper's kNN, tracking the model's predictions on the
+   whole pool);
 2. :func:`advprune.scores.compute_score`: the dynamics become importance scores;
-3. :mod:`advprune.embedding` and :func:`advprune.extrapolation.extrapolate`: a
-   regressor from an embedding of the samples to the scores predicts the score
-   of every unscored sample;
+3. the scores of the unscored samples, by the ``extrapolation`` strategy: the
+   default ranks every sample by the scoring model's confidence
+   (:func:`advprune.extrapolation.confidence_scores`, no step 2); the paper's
+   (:mod:`advprune.embedding` and :func:`advprune.extrapolation.extrapolate`)
+   predicts them with a regressor from an embedding of the samples;
 4. :func:`advprune.selection.select`: the lowest-scored ``prune_ratio``
    fraction is removed.
 
@@ -75,15 +79,25 @@ __all__ = ["AdversarialPruner"]
 _TRACK_EVERY = {"confidence": 4, "held_out": 1, "learned": 1}
 
 
+def _fitted_knn(pruner):
+    """Whether ``score_samples`` applies: the strategy of the last fit, or the
+    one set while unfitted."""
+    return getattr(pruner, "_fitted_extrapolation", pruner.extrapolation) == "knn"
+
+
 class AdversarialPruner(BaseEstimator):
     """Prune a training pool for adversarial training by importance extrapolation.
 
-    Scores a random, class-stratified subset of the data by the training
-    dynamics of an adversarial training run on that subset, extrapolates the
-    scores to all other samples with a regressor on an embedding (by default the
-    mean score of the 12 nearest scored neighbours in the scoring model's
-    penultimate feature space), and removes the ``prune_ratio`` fraction with the
-    LOWEST scores. Higher score = more important = kept.
+    Trains a model adversarially on a random, class-stratified subset of the
+    data, gives every sample an importance score from that run, and removes the
+    ``prune_ratio`` fraction with the LOWEST scores. Higher score = more
+    important = kept. How samples outside the subset get their scores is the
+    ``extrapolation`` strategy: by default (``"confidence"``) every sample is
+    ranked by the scoring model's adversarial and clean confidence, an estimate
+    of its dynamic uncertainty; the paper's (``"knn"``) computes the score from
+    the subset's training dynamics and extrapolates it with the mean score of
+    the 12 nearest scored neighbours in the scoring model's penultimate feature
+    space.
 
     Parameters
     ----------
@@ -125,7 +139,9 @@ default="confidence"
           ``importance`` of its held-out series, mapped onto the scored
           samples' scale (:func:`advprune.extrapolation.held_out_scores`).
         - ``"knn"``: the paper's: a regressor (``extrapolator``) from the
-          ``embedding`` of the scored samples to their scores.
+          ``embedding`` of the scored samples to their scores. The paper's
+          protocol also trains with ``attack_steps`` and no step floor:
+          ``train_attack_steps=None, min_steps=None``.
         - ``"class_knn"``: the same within each class (same-label neighbours).
         - ``"learned"``: a regressor (``extrapolator``, by default a ridge
           regression on standardised features) fitted on the scored samples
@@ -137,7 +153,8 @@ default="confidence"
         every epoch. ``"online"``: read off the training step (nearly free,
         adversarial signal only).
     importance_params : dict or None, default=None
-        Keyword arguments of the named score, e.g. ``{"window": 5}``.
+        Keyword arguments of the named score, e.g. ``{"window": 5}``; an error
+        with ``extrapolation="confidence"``, which computes no score.
     model : torch.nn.Module, str or None, default=None
         The scoring network: a template (deep-copied, never modified), a name
         of :data:`advprune.models.MODEL_NAMES`, or ``None`` for
@@ -194,7 +211,8 @@ default="confidence"
         work on the data fails first.
     embedding : {"model", "raw"}, transformer, callable or torch.nn.Module, \
 default="model"
-        Feature space of the extrapolation. ``"model"``: penultimate features
+        Feature space of the ``"knn"``, ``"class_knn"`` and ``"learned"``
+        strategies and of :meth:`embed`. ``"model"``: penultimate features
         of the trained scoring model. ``"raw"``: the flattened input. A
         scikit-learn transformer (e.g. ``PCA(32)``) is cloned and fitted on the
         flattened scored subset. A callable maps a batch of X to an array of
@@ -203,8 +221,10 @@ default="model"
         fails first: a transformer is fitted once more, on as many rows as
         the subset; a callable or module is applied to two rows.
     extrapolator : regressor or None, default=None
-        Any scikit-learn regressor (cloned); ``None`` uses
-        ``ImportanceExtrapolator(n_neighbors=12)``. A neighbour regressor asked
+        The regressor of the ``"knn"``, ``"class_knn"`` and ``"learned"``
+        strategies: any scikit-learn regressor (cloned); ``None`` uses
+        ``ImportanceExtrapolator(n_neighbors=12)`` (for ``"learned"``, a ridge
+        regression on standardised features). A neighbour regressor asked
         for more neighbours than there are scored samples uses them all, with
         a warning.
     chunk_size : int, default=65536
@@ -247,9 +267,12 @@ default="model"
     Attributes
     ----------
     scores_ : ndarray of shape (n_samples,)
-        Direct scores where ``scored_mask_`` is True, extrapolated elsewhere.
+        Importance of every sample, scored and unscored on one scale: for
+        ``"confidence"`` percentiles of every sample's confidence; for the
+        other strategies ``importance`` computed from the recorded dynamics
+        where ``scored_mask_`` is True, extrapolated elsewhere.
     scored_mask_ : ndarray of shape (n_samples,), bool
-        True where the score was computed directly.
+        True for the subset the scoring model trained on.
     support_ : ndarray of shape (n_samples,), bool
         True = kept; the same as :meth:`get_support`.
     sample_indices_ : ndarray of shape (n_kept,), int
@@ -434,7 +457,11 @@ default="model"
         resolve_device(self.device)
         if self.n_jobs == 0:
             raise ValueError("n_jobs == 0 has no meaning; pass None, -1 or >= 1.")
-        if self.signal == "clean" and self.record == "online":
+        if (
+            self.extrapolation != "confidence"  # it records no dynamics
+            and self.signal == "clean"
+            and self.record == "online"
+        ):
             raise ValueError(
                 "signal='clean' needs record='epoch': online recording only sees "
                 "the training step's adversarial forward pass."
@@ -467,6 +494,12 @@ default="model"
                 f"extrapolation='confidence' estimates dynamic uncertainty; for "
                 f"importance={self.importance!r} use extrapolation='held_out', "
                 f"'knn', 'class_knn' or 'learned'."
+            )
+        if self.extrapolation == "confidence" and self.importance_params:
+            raise ValueError(
+                f"importance_params={self.importance_params!r} has no effect with "
+                f"extrapolation='confidence', which computes no importance score; "
+                f"use another extrapolation or importance_params=None."
             )
         if (
             self.extrapolation == "held_out"
@@ -552,7 +585,7 @@ default="model"
         }
 
     def _fit_scores(self, X, codes):
-        strategy = self.extrapolation
+        strategy = self._fitted_extrapolation = self.extrapolation
         measures_importance = strategy != "confidence"
         run = scoring_run(
             X,
@@ -799,15 +832,16 @@ default="model"
         y = np.asarray(y)
         return X_kept, (y.ravel() if y.ndim == 2 else y)[kept]
 
-    @available_if(lambda self: self.extrapolation == "knn")
+    @available_if(_fitted_knn)
     def score_samples(self, X):
         """Extrapolated importance of new samples (higher = more important).
 
         Embeds ``X`` with the fitted embedding and predicts with the fitted
         extrapolator, chunk by chunk, e.g. to rank a fresh batch of generated
-        data without another scoring run. Only with ``extrapolation="knn"``:
-        the other strategies score a sample from predictions recorded during
-        the scoring run, which a new sample does not have.
+        data without another scoring run. Only for a pruner fitted (or, before
+        fitting, set) with ``extrapolation="knn"``: the other strategies score
+        a sample from predictions recorded during the scoring run, which a new
+        sample does not have.
 
         Parameters
         ----------

@@ -11,7 +11,7 @@ the same scores for the same settings and seed.
 import inspect
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from numbers import Integral
 
 import numpy as np
@@ -53,7 +53,8 @@ class Tracking:
     adversarial : ndarray of shape (n_samples,), float32, or None
         True-class probabilities under PGD after the last epoch.
     seconds : float
-        Wall time spent tracking.
+        Wall time spent tracking (0 when the run was loaded from a ``memory``
+        cache).
 
     Examples
     --------
@@ -329,7 +330,7 @@ def scoring_run(
     )
     augment = training.pop("augment", None)
     started = time.perf_counter()
-    trained, dynamics, history, tracking = train(
+    arguments = (
         X_subset,
         y_codes[subset].astype(np.int64),
         network,
@@ -348,6 +349,11 @@ def scoring_run(
         verbose,
         checkpoint_dir,
     )
+    cached = train.check_call_in_cache(*arguments)
+    trained, dynamics, history, tracking = train(*arguments)
+    if cached and tracking is not None:
+        # This call spent no time tracking.
+        tracking = replace(tracking, seconds=0.0)
     return ScoringRun(
         subset=subset,
         model=trained,
@@ -369,9 +375,15 @@ def _batch_size_for_steps(n_samples, batch_size, min_steps, epochs):
     batch_size = min(batch_size, max(1, math.ceil(n_samples / steps_per_epoch)))
     while batch_size > 1 and math.ceil(n_samples / batch_size) < steps_per_epoch:
         batch_size -= 1
-    batch_size = max(batch_size, min(_MIN_BATCH_SIZE, n_samples))
-    while batch_size > 2 and n_samples % batch_size == 1:
-        batch_size -= 1
+    floor = min(_MIN_BATCH_SIZE, n_samples)
+    batch_size = max(batch_size, floor)
+    # Down to the floor, else up: n_samples itself always qualifies.
+    for candidate in (
+        *range(batch_size, floor - 1, -1),
+        *range(batch_size + 1, n_samples + 1),
+    ):
+        if n_samples % candidate != 1:
+            return candidate
     return batch_size
 
 

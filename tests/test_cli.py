@@ -297,6 +297,10 @@ BAD_ARGUMENTS = {
         "does not exist",
     ),
     "missing required option": (["prune", "scores.npy"], "-o/--output"),
+    "min steps neither integer nor none": (
+        ["score", "X.npy", "y.npy", "--out-dir", "o", "--min-steps", "few"],
+        "'none'",
+    ),
     "unknown command": (["shrink"], "invalid choice"),
     "scored index out of range": (
         ["extrapolate", "E.npy", "s2.npy", "idx.npy", "-o", "all.npy"],
@@ -409,6 +413,17 @@ def test_scoring_options_default_to_the_pruners_defaults(command):
     assert params.pop("random_state") == 0
     defaults = AdversarialPruner().get_params()
     assert params == {name: defaults[name] for name in params}
+
+
+def test_none_lifts_the_step_floor_and_trains_with_the_measuring_attack():
+    from advprune.cli import _build_parser, _scoring_params
+
+    args = _build_parser().parse_args(
+        ["score", "X.npy", "--out-dir", "o"]
+        + ["--min-steps", "none", "--train-attack-steps", "None"]
+    )
+    params = _scoring_params(args)
+    assert params["min_steps"] is None and params["train_attack_steps"] is None
 
 
 def test_replacing_leaves_the_old_file_when_writing_fails(tmp_path):

@@ -166,6 +166,8 @@ def test_default_confidence_strategy_tracks_the_pool_and_costs_little():
     )
     assert set(p.timings_) == {"scoring", "tracking", "embedding", "extrapolation"}
     assert not hasattr(p, "score_samples")
+    # What was fitted decides, not a parameter set afterwards.
+    assert not hasattr(p.set_params(extrapolation="knn"), "score_samples")
 
 
 @pytest.mark.parametrize("strategy", ["held_out", "class_knn", "learned"])
@@ -199,6 +201,21 @@ def test_strategies_refuse_importances_they_cannot_estimate(no_training):
         pruner(extrapolation="confidence", importance="mean_loss").fit(X, y)
     with pytest.raises(ValueError, match="class probabilities"):
         pruner(extrapolation="held_out", importance="el2n").fit(X, y)
+    with pytest.raises(ValueError, match="importance_params=.*no effect"):
+        pruner(
+            extrapolation="confidence",
+            importance="dynamic_uncertainty",
+            importance_params={"window": 5},
+        ).fit(X, y)
+
+
+@pytest.mark.parametrize("n", [*range(1, 70), 100, 129, 257, 1000, 5000])
+def test_min_steps_batch_never_below_8_nor_leaving_a_single_sample(n):
+    from advprune.scoring import _batch_size_for_steps
+
+    batch = _batch_size_for_steps(n, 128, 320, 20)
+    assert min(8, n) <= batch <= max(128, 9)
+    assert n % batch != 1 or batch == 1
 
 
 def test_min_steps_cuts_the_batch_and_train_attack_steps_the_attack(monkeypatch):
@@ -232,6 +249,7 @@ def test_embedding_options(embedding):
     p = pruner(subset_size=0.5, embedding=embedding).fit(X, y)
     assert np.isfinite(p.scores_).all()
     assert p.score_samples(X[:5]).shape == (5,)
+    assert p.set_params(extrapolation="held_out").score_samples(X[:5]).shape == (5,)
 
 
 def test_any_regressor_extrapolates():
@@ -275,6 +293,23 @@ def test_memory_caches_the_scoring_run(tmp_path, monkeypatch):
         augment = lambda x, generator: x  # noqa: E731
         pruner(subset_size=0.5, memory=memory, augment=augment).fit(X, y)
     assert len(calls) == 3
+
+
+def test_memory_caches_a_tracked_run_and_times_only_this_fit(tmp_path):
+    X, y = blobs()
+    params = dict(
+        importance="dynamic_uncertainty",
+        extrapolation="confidence",
+        epochs=11,
+        min_steps=11,
+        memory=str(tmp_path),
+    )
+    first = pruner(**params).fit(X, y)
+    again = pruner(**params).fit(X, y)
+    np.testing.assert_array_equal(again.scores_, first.scores_)
+    assert first.timings_["tracking"] > 0
+    assert again.timings_["tracking"] == 0.0
+    assert all(seconds >= 0 for seconds in again.timings_.values())
 
 
 def _no_training(*args, **kwargs):

@@ -322,6 +322,21 @@ def test_checkpoint_resume_gives_identical_results(toy, tmp_path, record):
     assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))
 
 
+def test_checkpoint_of_another_measuring_attack_is_refused(toy, tmp_path):
+    # The recorded dynamics depend on the recording's PGD steps, which the
+    # training parameters do not hold.
+    X, y = toy[0][:100], toy[1][:100]
+
+    def fit(steps):
+        AdversarialTrainer(
+            make_model(X.shape[1]), epochs=1, bounds=None, device="cpu", random_state=0
+        ).fit(X, y, record="epoch", record_attack_steps=steps, checkpoint_dir=tmp_path)
+
+    fit(1)
+    with pytest.raises(ValueError, match="different run"):
+        fit(3)
+
+
 def test_checkpoint_of_another_run_is_refused(toy, tmp_path):
     X, y = toy[0][:100], toy[1][:100]
     AdversarialTrainer(

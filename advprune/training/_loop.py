@@ -471,7 +471,10 @@ class AdversarialTrainer:
             checkpoint = _Checkpoint(
                 checkpoint_dir,
                 self._run_key(
-                    X_tensor, y_tensor, record_indices, record, record_probas
+                    X_tensor,
+                    y_tensor,
+                    record_indices,
+                    [record, record_probas, record_attack_steps],
                 ),
             )
         for hook in hooks:
@@ -546,10 +549,11 @@ class AdversarialTrainer:
                 f"{type(out).__name__} of shape {tuple(getattr(out, 'shape', ()))}."
             )
 
-    def _run_key(self, X, y, record_indices, record, record_probas):
+    def _run_key(self, X, y, record_indices, recording):
         """Fingerprint of a run: what changes its result, and nothing else.
 
-        The data, the initial weights, what is recorded, the seed and every
+        The data, the initial weights, what is recorded and how (``recording``:
+        the kind, the probabilities, the measuring attack), the seed and every
         training parameter, numbers by value (``0.1`` and ``np.float64(0.1)``
         alike), ``bounds`` as validated, the device by its type (CPU and CUDA
         runs differ in their last bits; ``"auto"``, ``"cpu"`` or ``"cuda:0"``
@@ -571,8 +575,7 @@ class AdversarialTrainer:
                 _by_value(self.random_state),
                 _fingerprint(self.model),
                 record_indices,
-                record,
-                record_probas,
+                _by_value(recording),
             ]
         )
 
