@@ -492,7 +492,7 @@ default="model"
         if self.extrapolation == "confidence" and importance != "dynamic_uncertainty":
             raise ValueError(
                 f"extrapolation='confidence' estimates dynamic uncertainty; for "
-                f"importance={self.importance!r} use extrapolation='held_out', "
+                f"importance={importance!r} use extrapolation='held_out', "
                 f"'knn', 'class_knn' or 'learned'."
             )
         if self.extrapolation == "confidence" and self.importance_params:
@@ -503,12 +503,12 @@ default="model"
             )
         if (
             self.extrapolation == "held_out"
-            and isinstance(self.importance, str)
-            and requires_probas(self.importance)
+            and isinstance(importance, str)
+            and requires_probas(importance)
         ):
             raise ValueError(
                 f"extrapolation='held_out' computes importance from the tracked "
-                f"true-class probabilities, which importance={self.importance!r} "
+                f"true-class probabilities, which importance={importance!r} "
                 f"cannot take (it needs class probabilities); use 'knn', "
                 f"'class_knn' or 'learned'."
             )
