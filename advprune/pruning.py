@@ -21,7 +21,6 @@ Steps 1 to 3 do not depend on ``prune_ratio``, ``class_balanced`` or
 over those parameters trains the scoring model once per data set.
 """
 
-import math
 import os
 import sys
 import time
@@ -69,6 +68,7 @@ from .scores import SCORES, compute_score, requires_probas
 from .scoring import forward_passes, scoring_run, subset_count
 from .selection import RULES, select
 from .training import Dynamics, resolve_device
+from .training._batches import batch_slices
 from .training._distributed import merge_disjoint, world
 
 __all__ = ["AdversarialPruner"]
@@ -645,8 +645,8 @@ default="model"
             "extrapolation": time.perf_counter() - started - embedding_seconds,
         }
         self.cost_ = self._cost(len(codes), len(subset), run.tracking)
-        self.cost_["optimizer_steps"] = self.epochs * math.ceil(
-            len(subset) / run.batch_size
+        self.cost_["optimizer_steps"] = self.epochs * len(
+            batch_slices(len(subset), run.batch_size)
         )
 
     def _importance(self, dynamics, codes, signal=None):

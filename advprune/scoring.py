@@ -369,21 +369,12 @@ def scoring_run(
 def _batch_size_for_steps(n_samples, batch_size, min_steps, epochs):
     """The largest batch size up to ``batch_size``, and not below
     ``_MIN_BATCH_SIZE``, with which ``epochs`` passes over ``n_samples`` take at
-    least ``min_steps`` optimizer steps; one that leaves no last batch of a
-    single sample, which batch normalisation cannot train on (at the floor,
-    the next larger size that does not)."""
+    least ``min_steps`` optimizer steps."""
     steps_per_epoch = math.ceil(min_steps / epochs)
     batch_size = min(batch_size, max(1, math.ceil(n_samples / steps_per_epoch)))
     while batch_size > 1 and math.ceil(n_samples / batch_size) < steps_per_epoch:
         batch_size -= 1
-    floor = min(_MIN_BATCH_SIZE, n_samples)
-    batch_size = max(batch_size, floor)
-    # Down to the floor, else up: n_samples itself always qualifies.
-    candidates = (
-        *range(batch_size, floor - 1, -1),
-        *range(batch_size + 1, n_samples + 1),
-    )
-    return next(size for size in candidates if n_samples % size != 1)
+    return max(batch_size, min(_MIN_BATCH_SIZE, n_samples))
 
 
 def _train_subset(

@@ -322,6 +322,26 @@ def test_checkpoint_resume_gives_identical_results(toy, tmp_path, record):
     assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))
 
 
+def test_a_last_batch_of_one_sample_joins_the_one_before(toy):
+    # Batch normalisation cannot train on one sample: 33 rows at batch 16 are
+    # two batches, of 16 and 17, and the run trains.
+    X, y = toy[0][:33], toy[1][:33]
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(X.shape[1], 8), torch.nn.BatchNorm1d(8), torch.nn.Linear(8, 2)
+    )
+    sizes = []
+
+    class Sizes(Callback):
+        def on_batch_end(self, trainer, indices=None, **kwargs):
+            sizes.append(len(indices))
+
+    AdversarialTrainer(
+        model, epochs=2, batch_size=16, bounds=None, device="cpu", random_state=0
+    ).fit(X, y, callbacks=[Sizes()])
+    assert sizes == [16, 17, 16, 17]
+
+
 def test_checkpoint_of_another_measuring_attack_is_refused(toy, tmp_path):
     # The recorded dynamics depend on the recording's PGD steps, which the
     # training parameters do not hold.

@@ -14,6 +14,7 @@ from .._validation import training_params, validate_training_params
 from ..attacks import _random_start, pgd
 from ..models import _fingerprint
 from ._augment import stable_identity
+from ._batches import batch_slices
 from ._checkpoint import _Checkpoint
 from ._device import resolve_device, torch_generator
 from ._distributed import (
@@ -59,6 +60,8 @@ class AdversarialTrainer:
         TRADES trade-off; ignored by the other methods.
     epochs : int, default=10
     batch_size : int, default=128
+        A last batch of a single sample joins the batch before it, since
+        batch normalisation cannot train on one sample.
     optimizer : {"sgd", "adam"}, default="sgd"
     lr : float, default=0.1
     momentum : float, default=0.9
@@ -445,7 +448,7 @@ class AdversarialTrainer:
         self.network_ = self._wrap(self.model)
         self._of_batch = None
         self.optimizer_ = self._make_optimizer()
-        steps_per_epoch = math.ceil(n / self.batch_size)
+        steps_per_epoch = len(batch_slices(n, self.batch_size))
         self.scheduler_ = self._make_schedule(self.optimizer_, steps_per_epoch)
         self.scaler_ = torch.amp.GradScaler(self.device_.type, enabled=self.amp_)
         self.history_ = []
@@ -608,8 +611,8 @@ class AdversarialTrainer:
         order = torch.randperm(len(X), generator=self.generator_)
         total_loss = torch.zeros((), device=self.device_)
         correct = torch.zeros((), device=self.device_)
-        for start in range(0, len(X), self.batch_size):
-            indices = order[start : start + self.batch_size]
+        for rows in batch_slices(len(X), self.batch_size):
+            indices = order[rows]
             mine = indices[torch.from_numpy(self.shard(len(indices)))]
             xb, yb = self._batch(X, y, indices)
             if self.world_size_ > 1:

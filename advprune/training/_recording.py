@@ -1,7 +1,6 @@
 """Callbacks of the training loop: the recorders of training dynamics and the
 progress bar."""
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -9,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from .._progress import progress_bar
+from ._batches import batch_slices
 from ._device import torch_generator
 
 __all__ = ["Callback", "Dynamics", "EpochRecorder", "OnlineRecorder"]
@@ -322,7 +322,7 @@ class _ProgressBar(Callback):
     and training accuracy."""
 
     def on_train_begin(self, trainer, X=None, y=None, **kwargs):
-        self._steps = math.ceil(len(X) / trainer.batch_size)
+        self._steps = len(batch_slices(len(X), trainer.batch_size))
         self._bar = progress_bar(
             total=trainer.epochs * self._steps,
             desc="adversarial training",
