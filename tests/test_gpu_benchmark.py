@@ -1,0 +1,34 @@
+"""benchmarks/gpu.py at tiny size on the CPU: the script a lent GPU runs."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_gpu_benchmark_runs_at_tiny_size_on_the_cpu(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.gpu", "--tiny", "--device", "cpu"]
+        + ["--out", str(tmp_path)],
+        cwd=ROOT,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    saved = json.loads((tmp_path / "gpu.json").read_text())
+    assert set(saved) >= {"peak", "training", "overhead", "pruner", "knn"}
+    rates = saved["training"]["images_per_second"]
+    assert {"AdversarialTrainer, float32", "bare loop, float32"} <= set(rates)
+    assert all(rate > 0 for rate in rates.values())
+    assert saved["training"]["flops_per_image"] > 0
+    assert saved["pruner"]["scored"] == 40
+    # The device kNN finds the CPU extrapolator's neighbours.
+    assert saved["knn"]["max_abs_difference"] < 1e-6
+    # The table is printed last, and the work directory is gone.
+    assert result.stdout.strip().splitlines()[-1].startswith("exact kNN")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gpu.json"]
