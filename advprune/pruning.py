@@ -585,7 +585,7 @@ default="model"
         }
 
     def _fit_scores(self, X, codes):
-        strategy = self._fitted_extrapolation = self.extrapolation
+        strategy = self.extrapolation
         measures_importance = strategy != "confidence"
         run = scoring_run(
             X,
@@ -644,6 +644,7 @@ default="model"
             "embedding": embedding_seconds,
             "extrapolation": time.perf_counter() - started - embedding_seconds,
         }
+        self._fitted_extrapolation = strategy
         self.cost_ = self._cost(len(codes), len(subset), run.tracking)
         self.cost_["optimizer_steps"] = self.epochs * len(
             batch_slices(len(subset), run.batch_size)

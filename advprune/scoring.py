@@ -24,6 +24,7 @@ from .models import _fingerprint, build_model
 from .selection import stratified_subset
 from .training import AdversarialTrainer, Dynamics, PoolTracker
 from .training._augment import stable_identity
+from .training._batches import batch_slices
 from .training._tracking import pool_key
 
 __all__ = ["ScoringRun", "Tracking", "forward_passes", "scoring_run", "subset_count"]
@@ -330,7 +331,7 @@ def scoring_run(
     )
     augment = training.pop("augment", None)
     started = time.perf_counter()
-    arguments = (
+    trained, dynamics, history, tracking = train(
         X_subset,
         y_codes[subset].astype(np.int64),
         network,
@@ -349,11 +350,10 @@ def scoring_run(
         verbose,
         checkpoint_dir,
     )
-    cached = train.check_call_in_cache(*arguments)
-    trained, dynamics, history, tracking = train(*arguments)
-    if cached and tracking is not None:
-        # This call spent no time tracking.
-        tracking = replace(tracking, seconds=0.0)
+    if tracking is not None:
+        # The tracker starts its clock only when this call trains; a run
+        # loaded from the cache spent no time tracking.
+        tracking = replace(tracking, seconds=getattr(tracker, "seconds_", 0.0))
     return ScoringRun(
         subset=subset,
         model=trained,
@@ -372,7 +372,7 @@ def _batch_size_for_steps(n_samples, batch_size, min_steps, epochs):
     least ``min_steps`` optimizer steps."""
     steps_per_epoch = math.ceil(min_steps / epochs)
     batch_size = min(batch_size, max(1, math.ceil(n_samples / steps_per_epoch)))
-    while batch_size > 1 and math.ceil(n_samples / batch_size) < steps_per_epoch:
+    while batch_size > 1 and len(batch_slices(n_samples, batch_size)) < steps_per_epoch:
         batch_size -= 1
     return max(batch_size, min(_MIN_BATCH_SIZE, n_samples))
 

@@ -1,8 +1,9 @@
 """The GPU path, measured: adversarial training throughput, recording overhead,
 an end-to-end pruner fit on a memory-mapped pool, and exact kNN on the device.
 
-One script for a lent GPU (an H200 here; about 8 minutes), written and
-smoke-tested on the CPU at tiny size (``--tiny``, run by the test suite)::
+One script for a lent GPU (sized for 8 minutes on an H200, by estimate: it
+has not run on one yet), written and smoke-tested on the CPU at tiny size
+(``--tiny``, run by the test suite)::
 
     python -m benchmarks.gpu --out gpu-results                # on the GPU
     python -m benchmarks.gpu --tiny --device cpu --out /tmp/gpu
@@ -37,6 +38,7 @@ taken after synchronising.
 
 import argparse
 import dataclasses
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -50,7 +52,7 @@ from advprune import AdversarialPruner
 from advprune.datasets import ImageArray
 from advprune.extrapolation import ImportanceExtrapolator
 from advprune.models import build_model
-from advprune.training import AdversarialTrainer, PoolTracker
+from advprune.training import AdversarialTrainer, Callback, PoolTracker
 
 from ._common import environment, save_json
 
@@ -135,8 +137,15 @@ def peak(sizes, device):
     a, b = (
         torch.randn(n, n, device=device, dtype=dtype, generator=generator) for _ in "ab"
     )
-    seconds = timed(lambda: a @ b, device, max(sizes.repeats, 5))
-    return {"dtype": str(dtype), "n": n, "tflops": 2 * n**3 / seconds / 1e12}
+    products = 2 * sizes.repeats * sizes.batches  # long enough to reach full clock
+
+    def run():
+        for _ in range(products):
+            a @ b
+
+    run()  # a further warm-up
+    seconds = timed(run, device, sizes.repeats)
+    return {"dtype": str(dtype), "n": n, "tflops": 2 * n**3 * products / seconds / 1e12}
 
 
 def data(sizes, n, seed=0):
@@ -192,8 +201,24 @@ def bare_loop(sizes, device, dtype, channels_last):
     return len(X) / timed(epoch, device, sizes.repeats)
 
 
+class _EpochClock(Callback):
+    """Wall time between the ends of epochs, hooks included (the trainer's own
+    epoch seconds stop before the hooks that record and track run)."""
+
+    def __init__(self, device):
+        self.device, self.ends = device, []
+
+    def on_train_begin(self, trainer, **kwargs):
+        self.ends = [time.perf_counter()]
+
+    def on_epoch_end(self, trainer, **kwargs):
+        synchronize(self.device)
+        self.ends.append(time.perf_counter())
+
+
 def trainer_epochs(sizes, device, amp, n, *, record=None, callbacks=()):
-    """The trainer's median epoch seconds after its first epoch."""
+    """The trainer's median epoch seconds after its first epoch, recording
+    and callbacks included."""
     X, y = data(sizes, n)
     trainer = AdversarialTrainer(
         model_for(sizes),
@@ -206,8 +231,9 @@ def trainer_epochs(sizes, device, amp, n, *, record=None, callbacks=()):
         amp=amp,
         random_state=0,
     )
-    trainer.fit(X, y, record=record, callbacks=list(callbacks))
-    return float(np.median([h["seconds"] for h in trainer.history_[1:]]))
+    clock = _EpochClock(device)
+    trainer.fit(X, y, record=record, callbacks=[*callbacks, clock])
+    return float(np.median(np.diff(clock.ends)[1:]))
 
 
 def flops_per_image(sizes, device):
@@ -291,11 +317,17 @@ def pruner(sizes, device, directory):
         subset_size=sizes.scored,
         epochs=sizes.pool_epochs,
         batch_size=sizes.batch,
+        min_steps=None,  # the scoring run at batch sizes.batch, not a cut one
         device=device,
         amp=device.type == "cuda",
         random_state=0,
     ).fit(pool, labels)
     fit_seconds = time.perf_counter() - started
+    fit_memory = (
+        torch.cuda.max_memory_allocated(device) / 2**30
+        if device.type == "cuda"
+        else None
+    )
     synchronize(device)
     started = time.perf_counter()
     fitted.embed(pool)
@@ -323,9 +355,7 @@ def pruner(sizes, device, directory):
         "embedding_images_per_second": embed_rate,
         "resident_forward_images_per_second": resident_rate,
         "device_busy_estimate": embed_rate / resident_rate,
-        "peak_device_memory_gib": torch.cuda.max_memory_allocated(device) / 2**30
-        if device.type == "cuda"
-        else None,
+        "peak_device_memory_gib": fit_memory,
     }
 
 
@@ -354,7 +384,10 @@ def knn(sizes, device):
     on_device = knn_on_device(references, scores, queries, device)
     synchronize(device)
     device_seconds = time.perf_counter() - started
-    part = queries[: sizes.cpu_queries]
+    # At least one chunk of queries per CPU thread of the extrapolator, so
+    # the timed slice keeps every core busy as the whole would.
+    chunk = ImportanceExtrapolator().batch_size
+    part = queries[: max(sizes.cpu_queries, chunk * (os.cpu_count() or 1))]
     started = time.perf_counter()
     on_cpu = (
         ImportanceExtrapolator(n_neighbors=12).fit(references, scores).predict(part)
@@ -378,7 +411,8 @@ def table(result):
     lines = [
         f"device: {result['device']}",
         f"peak matrix product ({peak_['dtype']}): {peak_['tflops']:.3g} TFLOP/s",
-        f"PGD-{STEPS} training, {t['flops_per_image'] / 1e9:.3g} GFLOP per image:",
+        f"PGD-{STEPS} training, {t['flops_per_image'] / 1e9:.3g} GFLOP per image "
+        f"(% of the {peak_['dtype']} peak; float32 convolutions use TF32 on CUDA):",
     ]
     for name, rate in t["images_per_second"].items():
         lines.append(

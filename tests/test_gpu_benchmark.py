@@ -32,3 +32,21 @@ def test_gpu_benchmark_runs_at_tiny_size_on_the_cpu(tmp_path):
     # The table is printed last, and the work directory is gone.
     assert result.stdout.strip().splitlines()[-1].startswith("exact kNN")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gpu.json"]
+
+
+def test_epoch_times_include_what_recording_hooks_do():
+    # Recording and tracking run in on_epoch_end, after the trainer's own
+    # epoch clock stops: the benchmark's epochs must include them.
+    import time
+
+    import torch
+
+    from advprune.training import Callback
+    from benchmarks.gpu import TINY, trainer_epochs
+
+    class Sleeps(Callback):
+        def on_epoch_end(self, trainer, **kwargs):
+            time.sleep(0.2)
+
+    cpu = torch.device("cpu")
+    assert trainer_epochs(TINY, cpu, False, 32, callbacks=[Sleeps()]) >= 0.2

@@ -209,11 +209,17 @@ def test_strategies_refuse_importances_they_cannot_estimate(no_training):
         ).fit(X, y)
 
 
-@pytest.mark.parametrize("n", [*range(1, 70), 100, 129, 257, 1000, 5000])
-def test_min_steps_batch_is_never_below_8(n):
+@pytest.mark.parametrize("n", [*range(1, 70), 100, 129, 136, 151, 241, 257, 1000, 5000])
+def test_min_steps_batch_takes_the_steps_and_is_never_below_8(n):
     from advprune.scoring import _batch_size_for_steps
+    from advprune.training._batches import batch_slices
 
-    assert min(8, n) <= _batch_size_for_steps(n, 128, 320, 20) <= 128
+    batch = _batch_size_for_steps(n, 128, 320, 20)
+    assert min(8, n) <= batch <= 128
+    # The trainer's own batches (a last one of a single sample joins the one
+    # before) reach the floor wherever a batch of 8 or more can.
+    if batch > min(8, n):
+        assert 20 * len(batch_slices(n, batch)) >= 320
 
 
 def test_min_steps_cuts_the_batch_and_train_attack_steps_the_attack(monkeypatch):

@@ -565,6 +565,9 @@ class AdversarialTrainer:
         """
         params = {
             **training_params(self),
+            # Epochs are cut by training/_batches.py's rule (version 2: a
+            # last batch of one sample joins the one before).
+            "batching": 2,
             "bounds": self.bounds_,
             "device": self.device_.type,
             "amp": self.amp_,
