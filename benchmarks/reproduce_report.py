@@ -201,7 +201,8 @@ def fidelity_table(scores):
 def accuracy_table(table, methods, ratios):
     """Robust accuracy per (method, rule) and ratio, with the paired
     difference to random pruning of the same size and class balance."""
-    rows = [[LABELS["none"], "--", _fmt_mean_std(table.mean_std("none", "lowest", 0))]]
+    none = _fmt_mean_std(table.mean_std("none", "lowest", 0))
+    rows = [[LABELS["none"], "--", "0%", none, "--", "--"]]
     for method in methods:
         for rule in RULES:
             for ratio in ratios:
@@ -219,7 +220,6 @@ def accuracy_table(table, methods, ratios):
                     _fmt_interval(table.paired(method, rule, ratio, "none", "lowest"))
                 )
                 rows.append(row)
-    rows[0] = [LABELS["none"], "--", "0%", rows[0][2], "--", "--"]
     header = [
         "method",
         "rule",

@@ -226,38 +226,28 @@ class EpochRecorder(_Recorder):
 
     def on_epoch_end(self, trainer, epoch=None, **kwargs):
         model = trainer.model
-        was_training = model.training
-        model.eval()
-        step = trainer.batch_size
-        with progress_bar(
-            total=len(self.indices),
-            desc=f"recording epoch {epoch + 1}",
-            unit="sample",
-            verbose=trainer.verbose,
-            leave=False,
-        ) as bar:
-            for start in range(0, len(self.indices), step):
-                batch = np.arange(start, min(start + step, len(self.indices)))
-                # This process's share of the batch (all of it in one process).
-                positions = batch[trainer.shard(len(batch))]
-                rows = torch.as_tensor(self.indices[positions])
-                xb = self._X[rows].to(trainer.device_, non_blocking=True)
-                yb = self._y[rows].to(trainer.device_, non_blocking=True)
-                x_adv = trainer.attack(
-                    xb,
-                    yb,
-                    generator=self._generator,
-                    of_batch=len(batch) if trainer.world_size_ > 1 else None,
-                    steps=self.attack_steps,
-                )
-                if len(positions):
-                    with torch.no_grad(), trainer.autocast():
-                        clean = F.softmax(model(xb).float(), dim=1)
-                        adversarial = F.softmax(model(x_adv).float(), dim=1)
-                    self._store("clean", epoch, positions, clean, yb)
-                    self._store("adversarial", epoch, positions, adversarial, yb)
-                bar.update(len(batch))
-        model.train(was_training)
+        for batch, positions in eval_batches(
+            trainer,
+            len(self.indices),
+            trainer.batch_size,
+            f"recording epoch {epoch + 1}",
+        ):
+            rows = torch.as_tensor(self.indices[positions])
+            xb = self._X[rows].to(trainer.device_, non_blocking=True)
+            yb = self._y[rows].to(trainer.device_, non_blocking=True)
+            x_adv = trainer.attack(
+                xb,
+                yb,
+                generator=self._generator,
+                of_batch=len(batch) if trainer.world_size_ > 1 else None,
+                steps=self.attack_steps,
+            )
+            if len(positions):
+                with torch.no_grad(), trainer.autocast():
+                    clean = F.softmax(model(xb).float(), dim=1)
+                    adversarial = F.softmax(model(x_adv).float(), dim=1)
+                self._store("clean", epoch, positions, clean, yb)
+                self._store("adversarial", epoch, positions, adversarial, yb)
 
     def on_train_end(self, trainer, **kwargs):
         del self._X, self._y
@@ -314,6 +304,25 @@ class OnlineRecorder(_Recorder):
         self._store(
             "adversarial", trainer.epoch_, positions[wanted], probas, y[selected]
         )
+
+
+def eval_batches(trainer, n, batch_size, desc):
+    """The batches of a pass over ``n`` samples with the model in eval mode
+    after an epoch, under a progress bar named ``desc``: yields ``(batch,
+    mine)``, the batch's positions in ``range(n)`` and this process's share of
+    them (all of them in one process). The model's mode is restored at the end.
+    """
+    model = trainer.model
+    was_training = model.training
+    model.eval()
+    with progress_bar(
+        total=n, desc=desc, unit="sample", verbose=trainer.verbose, leave=False
+    ) as bar:
+        for start in range(0, n, batch_size):
+            batch = np.arange(start, min(start + batch_size, n))
+            yield batch, batch[trainer.shard(len(batch))]
+            bar.update(len(batch))
+    model.train(was_training)
 
 
 class _ProgressBar(Callback):

@@ -7,9 +7,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .._progress import progress_bar
 from ._device import torch_generator
-from ._recording import Callback
+from ._recording import Callback, eval_batches
 
 __all__ = ["PoolTracker"]
 
@@ -117,40 +116,29 @@ class PoolTracker(Callback):
         if slot == len(self.epochs_) or self.epochs_[slot] != epoch:
             return
         started = time.perf_counter()
-        model, device = trainer.model, trainer.device_
-        was_training = model.training
-        model.eval()
+        device = trainer.device_
         attack = self.adversarial and epoch == trainer.epochs - 1
-        with progress_bar(
-            total=len(self.y),
-            desc=f"tracking the pool, epoch {epoch + 1}",
-            unit="sample",
-            verbose=trainer.verbose,
-            leave=False,
-        ) as bar:
-            for start in range(0, len(self.y), self.batch_size):
-                batch = np.arange(start, min(start + self.batch_size, len(self.y)))
-                # This process's share of the batch (all of it in one process).
-                rows = batch[trainer.shard(len(batch))]
-                xb = torch.from_numpy(np.array(self.X[rows], dtype=np.float32))
-                xb = xb.to(device, non_blocking=True)
-                yb = torch.from_numpy(self.y[rows]).to(device)
+        for batch, rows in eval_batches(
+            trainer,
+            len(self.y),
+            self.batch_size,
+            f"tracking the pool, epoch {epoch + 1}",
+        ):
+            xb = torch.from_numpy(np.array(self.X[rows], dtype=np.float32))
+            xb = xb.to(device, non_blocking=True)
+            yb = torch.from_numpy(self.y[rows]).to(device)
+            if len(rows):
+                self.series_[slot, rows] = self._true_probability(trainer, xb, yb)
+            if attack:
+                x_adv = trainer.attack(
+                    xb,
+                    yb,
+                    generator=self._generator,
+                    steps=self.attack_steps,
+                    of_batch=len(batch) if trainer.world_size_ > 1 else None,
+                )
                 if len(rows):
-                    self.series_[slot, rows] = self._true_probability(trainer, xb, yb)
-                if attack:
-                    x_adv = trainer.attack(
-                        xb,
-                        yb,
-                        generator=self._generator,
-                        steps=self.attack_steps,
-                        of_batch=len(batch) if trainer.world_size_ > 1 else None,
-                    )
-                    if len(rows):
-                        self.adversarial_[rows] = self._true_probability(
-                            trainer, x_adv, yb
-                        )
-                bar.update(len(batch))
-        model.train(was_training)
+                    self.adversarial_[rows] = self._true_probability(trainer, x_adv, yb)
         self.seconds_ += time.perf_counter() - started
 
     def recorded_arrays(self, epoch):
