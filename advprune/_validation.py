@@ -55,7 +55,7 @@ TRAINING_CONSTRAINTS = {
     "bounds": [tuple, list, None],
     "augment": [callable, None],
     "device": [str, torch.device],
-    "amp": ["boolean"],
+    "amp": ["boolean", StrOptions({"float16", "bfloat16"})],
 }
 """dict: Constraints of every parameter of the adversarial training run, in
 scikit-learn's ``_parameter_constraints`` format."""

@@ -92,8 +92,10 @@ class AdversarialClassifier(ClassifierMixin, BaseEstimator):
         work on the data fails first.
     device : str or torch.device, default="auto"
         ``"auto"`` trains and predicts on CUDA when available, else the CPU.
-    amp : bool, default=False
-        Mixed-precision training on CUDA; ignored (with a warning) on the CPU.
+    amp : bool or {"float16", "bfloat16"}, default=False
+        Mixed-precision training: ``"float16"`` (or ``True``) on CUDA, ignored
+        with a warning on the CPU; ``"bfloat16"`` on CUDA or the CPU (see
+        :class:`~advprune.training.AdversarialTrainer`).
     random_state : int, RandomState or None, default=None
         Seeds the model's initialisation, the batch order and the attacks'
         random starts. The global torch random state is left untouched. The

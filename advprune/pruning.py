@@ -255,8 +255,10 @@ default="model"
     device : str, default="auto"
         ``"auto"`` uses CUDA when available; a CUDA device that is not there
         is an error before any work.
-    amp : bool, default=False
-        Mixed precision on CUDA.
+    amp : bool or {"float16", "bfloat16"}, default=False
+        Mixed precision of the scoring run, the recording and the pool
+        tracking: ``"float16"`` (or ``True``) on CUDA, ``"bfloat16"`` on CUDA
+        or the CPU (see :class:`~advprune.training.AdversarialTrainer`).
     random_state : int, RandomState or None, default=None
         Seeds the subset, the model's initialisation and the training run.
     verbose : bool, default=False

@@ -15,15 +15,17 @@ Sections, each a row group of the table printed last and a key of
    product on CUDA, float32 on the CPU), the ceiling for what follows.
 2. ``training``: PGD-10 adversarial training of PreAct-ResNet-18 on 32x32x3
    synthetic images at batch 512, images/s through
-   :class:`advprune.training.AdversarialTrainer` (its float16 AMP and float32)
-   and through a bare loop written here (the same model, attack and optimizer
-   step; data resident on the device; float16 with a gradient scaler and
-   bfloat16, each also channels_last), and TFLOP/s from FLOPs counted by
-   ``torch.utils.flop_counter`` against the peak.
-3. ``overhead``: the trainer's epoch time with epoch recording, online
-   recording and held-out pool tracking, over none.
-4. ``pruner``: :class:`advprune.AdversarialPruner` (the default strategy) on a
-   uint8 pool written to disk here and read as a memory map, 5 % scored:
+   :class:`advprune.training.AdversarialTrainer` (float16 AMP with its
+   gradient scaler, bfloat16 AMP and float32) and through a bare loop written
+   here (the same model, attack and optimizer step; data resident on the
+   device; float16 with a gradient scaler and bfloat16, each also
+   channels_last, which the trainer does not offer), and TFLOP/s from FLOPs
+   counted by ``torch.utils.flop_counter`` against the peak.
+3. ``overhead``: the trainer's epoch time (bfloat16 AMP on CUDA) with epoch
+   recording, online recording and held-out pool tracking, over none.
+4. ``pruner``: :class:`advprune.AdversarialPruner` (the default strategy,
+   bfloat16 AMP on CUDA) on a uint8 pool written to disk here and read as a
+   memory map, 5 % scored:
    seconds per stage, embedding images/s against forward passes on
    device-resident data (how busy the host keeps the device), peak device
    memory.
@@ -108,6 +110,9 @@ TINY = Sizes(
     cpu_queries=500,
 )
 EPS, STEPS, CLASSES = 8 / 255, 10, 10
+# The trainer's mixed precision where a section runs one (CUDA; the training
+# section also runs it on the CPU so that the smoke test goes through it).
+AMP = "bfloat16"
 
 
 def synchronize(device):
@@ -253,10 +258,10 @@ def training(sizes, device, peak_tflops):
     n = sizes.batch * sizes.batches
     flops = flops_per_image(sizes, device)
     rows = {}
-    amps = (True, False) if device.type == "cuda" else (False,)
+    amps = ("float16", "bfloat16", False) if device.type == "cuda" else (False, AMP)
     for amp in amps:
         seconds = trainer_epochs(sizes, device, amp, n)
-        rows[f"AdversarialTrainer, {'float16 AMP' if amp else 'float32'}"] = n / seconds
+        rows[f"AdversarialTrainer, {f'{amp} AMP' if amp else 'float32'}"] = n / seconds
     dtypes = (torch.float16, torch.bfloat16) if device.type == "cuda" else (None,)
     for dtype in dtypes:
         for channels_last in (False, True):
@@ -274,8 +279,9 @@ def training(sizes, device, peak_tflops):
 
 
 def overhead(sizes, device):
-    """Epoch seconds with each kind of recording over none (AMP on CUDA)."""
-    amp = device.type == "cuda"
+    """Epoch seconds with each kind of recording over none (bfloat16 AMP on
+    CUDA)."""
+    amp = device.type == "cuda" and AMP
     n = sizes.batch * sizes.batches
     base = trainer_epochs(sizes, device, amp, n)
     pool, labels = data(sizes, sizes.tracked_pool, seed=1)
@@ -319,7 +325,7 @@ def pruner(sizes, device, directory):
         batch_size=sizes.batch,
         min_steps=None,  # the scoring run at batch sizes.batch, not a cut one
         device=device,
-        amp=device.type == "cuda",
+        amp=device.type == "cuda" and AMP,
         random_state=0,
     ).fit(pool, labels)
     fit_seconds = time.perf_counter() - started

@@ -270,7 +270,34 @@ def test_amp_on_cpu_warns_and_trains_in_float32(toy):
     )
     with pytest.warns(UserWarning, match="amp"):
         trainer.fit(X, y, record=None)
-    assert not trainer.amp_
+    assert trainer.amp_ is False
+
+
+@pytest.mark.parametrize("method", ["pgd", "trades"])
+def test_bfloat16_amp_autocasts_every_forward_pass_on_cpu(toy, method):
+    X, y = toy[0][:200], toy[1][:200]
+    model = make_model(X.shape[1])
+    dtypes = set()
+    model.head.register_forward_hook(lambda m, i, out: dtypes.add(out.dtype))
+    trainer = AdversarialTrainer(
+        model, amp="bfloat16", method=method, epochs=2, device="cpu", bounds=None
+    )
+    dynamics = trainer.fit(X, y, record="epoch", record_probas=True)
+    assert trainer.amp_ == "bfloat16"
+    assert dtypes == {torch.bfloat16}
+    assert not trainer.scaler_.is_enabled()
+    assert np.isfinite([h["loss"] for h in trainer.history_]).all()
+    # Recorded probabilities are rows that sum to one (stored as float16).
+    np.testing.assert_allclose(
+        dynamics.clean_probas.astype(np.float64).sum(axis=-1), 1.0, atol=2e-3
+    )
+    assert ((dynamics.clean >= 0) & (dynamics.clean <= 1)).all()
+
+
+def test_amp_names_its_options():
+    trainer = AdversarialTrainer(make_model(4), amp="float8", device="cpu")
+    with pytest.raises(ValueError, match="'amp' parameter"):
+        trainer.fit(np.zeros((8, 4), np.float32), np.arange(8) % 2, record=None)
 
 
 class _Interrupt(Callback):

@@ -74,9 +74,12 @@ class AdversarialTrainer:
         divides the rate by 10 at 50% and 75% of training.
     device : str or torch.device, default="auto"
         ``"auto"`` uses CUDA when available.
-    amp : bool, default=False
-        Mixed precision (float16 autocast with gradient scaling) on CUDA. On a
-        CPU device it is ignored with a warning.
+    amp : bool or {"float16", "bfloat16"}, default=False
+        Mixed precision. ``"float16"`` (or ``True``): float16 autocast with
+        gradient scaling, on CUDA only (ignored with a warning on a CPU
+        device). ``"bfloat16"``: bfloat16 autocast, which needs no scaling
+        (its exponent range is float32's), on CUDA or the CPU. Losses and
+        recorded probabilities are computed in float32 either way.
     bounds : tuple of float or None, default=(0.0, 1.0)
         Valid input box kept by the attacks; ``None`` for unbounded features.
     augment : callable or None, default=None
@@ -214,7 +217,9 @@ class AdversarialTrainer:
     def autocast(self):
         """The autocast context of the forward passes (a no-op without AMP)."""
         return torch.autocast(
-            device_type=self.device_.type, dtype=torch.float16, enabled=self.amp_
+            device_type=self.device_.type,
+            dtype=torch.bfloat16 if self.amp_ == "bfloat16" else torch.float16,
+            enabled=bool(self.amp_),
         )
 
     # -- the per-batch steps --------------------------------------------------
@@ -434,10 +439,15 @@ class AdversarialTrainer:
 
         self.rank_, self.world_size_ = world()
         self.device_ = resolve_device(self.device)
-        self.amp_ = bool(self.amp) and self.device_.type == "cuda"
-        if self.amp and not self.amp_:
+        # The precision applied: False, "float16" or "bfloat16".
+        requested = self.amp if isinstance(self.amp, str) else self.amp and "float16"
+        self.amp_ = requested
+        if requested == "float16" and self.device_.type != "cuda":
+            self.amp_ = False
             warnings.warn(
-                "amp=True needs a CUDA device; training in float32.", stacklevel=2
+                f"amp={self.amp!r} (float16 with gradient scaling) needs a CUDA "
+                'device; training in float32. amp="bfloat16" runs on the CPU.',
+                stacklevel=2,
             )
         # Training and recording draw from separate streams, so that recording
         # (or not) leaves the training run unchanged.
@@ -450,7 +460,9 @@ class AdversarialTrainer:
         self.optimizer_ = self._make_optimizer()
         steps_per_epoch = len(batch_slices(n, self.batch_size))
         self.scheduler_ = self._make_schedule(self.optimizer_, steps_per_epoch)
-        self.scaler_ = torch.amp.GradScaler(self.device_.type, enabled=self.amp_)
+        self.scaler_ = torch.amp.GradScaler(
+            self.device_.type, enabled=self.amp_ == "float16"
+        )
         self.history_ = []
 
         recorder = None
