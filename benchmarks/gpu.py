@@ -1,4 +1,4 @@
-"""The GPU path, measured: adversarial training throughput, recording overhead,
+r"""The GPU path, measured: adversarial training throughput, recording overhead,
 an end-to-end pruner fit on a memory-mapped pool, and exact kNN on the device.
 
 One script for a lent GPU (sized for 8 minutes on an H200, by estimate: it
@@ -7,6 +7,18 @@ has not run on one yet), written and smoke-tested on the CPU at tiny size
 
     python -m benchmarks.gpu --out gpu-results                # on the GPU
     python -m benchmarks.gpu --tiny --device cpu --out /tmp/gpu
+
+On a machine with no network whose Python lacks faiss (the lent H200s: Python
+3.12, PyTorch, scikit-learn and the rest preinstalled), bring faiss's wheel
+(18 MB) into an ignored folder of the checkout first, then run from the
+repository root there, advprune imported from the checkout::
+
+    echo /.whl/ >> .git/info/exclude
+    python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
+        --implementation cp --platform manylinux_2_28_x86_64 -d .whl faiss-cpu==1.15.1
+    # there, with .whl carried along:
+    python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
+    PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 python3 -m benchmarks.gpu --out "$OUT/gpu"
 
 Sections, each a row group of the table printed last and a key of
 ``OUT/gpu.json``:
