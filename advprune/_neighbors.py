@@ -6,10 +6,12 @@ nearest scored neighbours in embedding space. :class:`ImportanceExtrapolator`
 is that regressor, built for pools of millions of samples: the exact search runs
 through FAISS's blocked matrix-product search with a fused top-k selection, queries are
 read chunk by chunk (memory-mapped arrays included), and an HNSW graph index offers an
-approximate search for the largest pools.
+approximate search for the largest pools. With ``device=``, the exact search runs
+by torch matrix products on that device instead (:mod:`advprune._device_search`).
 
-The module imports numpy, scikit-learn and faiss only, never torch, so the neighbour
-search can be used on embeddings from any model.
+The module imports numpy, scikit-learn and faiss only; torch is imported only when a
+``device`` is asked for, so the neighbour search can be used on embeddings from any
+model.
 """
 
 # SPDX-License-Identifier: BSD-3-Clause
@@ -150,7 +152,20 @@ class ImportanceExtrapolator(RegressorMixin, BaseEstimator):
         use OpenMP threads (all cores unless ``OMP_NUM_THREADS`` says otherwise),
         ``-1`` all processors. Independent workers keep every core busy on a
         shared machine, where one OpenMP team would wait for its slowest thread
-        at every block. The predictions do not depend on ``n_jobs``.
+        at every block. The predictions do not depend on ``n_jobs``. With a
+        ``device``, ``None`` means one worker.
+
+    device : str, torch.device or None, default=None
+        Where the exact search runs. ``None``: FAISS on the CPU. A device name
+        (``"cuda"``, ``"cuda:1"``, ``"cpu"``; see
+        :func:`advprune.training.resolve_device`): the scored embeddings are kept
+        on that device in float32 and each chunk of queries is searched by one
+        matrix product and a top-k there (in full float32, never TF32); the
+        near-ties are re-ranked in float64 on the CPU as in the FAISS search, so
+        the neighbours, and the predictions, are the same. A chunk needs
+        ``batch_size * n_samples_fit_ * 4`` bytes of device memory for its
+        distances (lower ``batch_size`` on small GPUs). Requires PyTorch and the
+        exact search (not ``algorithm='hnsw'``).
 
     Attributes
     ----------
@@ -219,6 +234,7 @@ class ImportanceExtrapolator(RegressorMixin, BaseEstimator):
         "calibrate": [StrOptions({"quantile"}), None],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "n_jobs": [Integral, None],
+        "device": "no_validation",  # checked by resolve_device at fit
     }
 
     def __init__(
@@ -232,6 +248,7 @@ class ImportanceExtrapolator(RegressorMixin, BaseEstimator):
         calibrate=None,
         batch_size=8192,
         n_jobs=None,
+        device=None,
     ):
         self.n_neighbors = n_neighbors
         self.weights = weights
@@ -241,6 +258,7 @@ class ImportanceExtrapolator(RegressorMixin, BaseEstimator):
         self.calibrate = calibrate
         self.batch_size = batch_size
         self.n_jobs = n_jobs
+        self.device = device
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
@@ -269,6 +287,11 @@ class ImportanceExtrapolator(RegressorMixin, BaseEstimator):
             )
         if self.n_jobs == 0:
             raise ValueError("n_jobs == 0 has no meaning; pass None, -1 or >= 1.")
+        if self.device is not None and self.algorithm == "hnsw":
+            raise ValueError(
+                "device= runs the exact search; algorithm='hnsw' runs on the CPU. "
+                "Pass device=None for 'hnsw', or algorithm='exact'."
+            )
 
         fit_X = np.array(X, dtype=np.float64, order="C")
         if self.metric == "cosine":
@@ -286,6 +309,7 @@ class ImportanceExtrapolator(RegressorMixin, BaseEstimator):
         self._y = np.asarray(y, dtype=np.float64)
         self.n_samples_fit_ = n_samples
         self.effective_algorithm_ = "hnsw" if self.algorithm == "hnsw" else "exact"
+        self._device_references = self._on_device()
 
         self._index = None
         if self.effective_algorithm_ == "hnsw":
@@ -412,7 +436,7 @@ class ImportanceExtrapolator(RegressorMixin, BaseEstimator):
         on whichever worker runs it, so results do not depend on ``n_jobs``.
         """
         if self.n_jobs is None:
-            n_workers = faiss.omp_get_max_threads()
+            n_workers = 1 if self.device is not None else faiss.omp_get_max_threads()
         else:
             n_workers = effective_n_jobs(self.n_jobs)
 
@@ -459,6 +483,8 @@ class ImportanceExtrapolator(RegressorMixin, BaseEstimator):
     def _search(self, X32, n_candidates, exact):
         """Squared float32 distances and indices of candidates; -1 where none."""
         if exact or self._index is None:
+            if self._device_references is not None:
+                return self._device_references.search(X32, n_candidates)
             return faiss.knn(X32, self._search_X, n_candidates)
         params = faiss.SearchParametersHNSW(efSearch=max(self.ef_search, n_candidates))
         return self._index.search(X32, n_candidates, params=params)
@@ -613,16 +639,28 @@ class ImportanceExtrapolator(RegressorMixin, BaseEstimator):
         tags.regressor_tags.poor_score = self.calibrate is not None
         return tags
 
+    def _on_device(self):
+        """The scored embeddings on ``device`` for the exact search, or None."""
+        if self.device is None:
+            return None
+        from ._device_search import DeviceReferences
+
+        return DeviceReferences(self._search_X, self.device)
+
     def __getstate__(self):
         state = dict(super().__getstate__())
         if state.get("_index") is not None:
             state["_index"] = faiss.serialize_index(state["_index"])
+        # Device tensors are rebuilt from the float32 copy when unpickled.
+        state.pop("_device_references", None)
         return state
 
     def __setstate__(self, state):
         if isinstance(state.get("_index"), np.ndarray):
             state = dict(state, _index=faiss.deserialize_index(state["_index"]))
         super().__setstate__(state)
+        if hasattr(self, "_search_X"):
+            self._device_references = self._on_device()
 
 
 def _quantile_map_tables(reference_predictions, scores):

@@ -8,17 +8,16 @@ has not run on one yet), written and smoke-tested on the CPU at tiny size
     python -m benchmarks.gpu --out gpu-results                # on the GPU
     python -m benchmarks.gpu --tiny --device cpu --out /tmp/gpu
 
-On a machine with no network whose Python lacks faiss (the lent H200s: Python
-3.12, PyTorch, scikit-learn and the rest preinstalled), bring faiss's wheel
-(18 MB) into an ignored folder of the checkout first, then run from the
-repository root there, advprune imported from the checkout::
+On an offline GPU machine whose Python has PyTorch, scikit-learn and the rest
+but not faiss (an image with Python 3.12, say), bring faiss's wheel (18 MB) in
+an ignored folder of the checkout, install it there and run from the
+repository root, advprune imported from the checkout::
 
-    echo /.whl/ >> .git/info/exclude
+    echo /.whl/ >> .git/info/exclude          # here, with network
     python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
         --implementation cp --platform manylinux_2_28_x86_64 -d .whl faiss-cpu==1.15.1
-    # there, with .whl carried along:
     python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
-    PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 python3 -m benchmarks.gpu --out "$OUT/gpu"
+    PYTHONPATH=/tmp/site python3 -m benchmarks.gpu --out gpu-results   # there
 
 Sections, each a row group of the table printed last and a key of
 ``OUT/gpu.json``:
@@ -41,9 +40,10 @@ Sections, each a row group of the table printed last and a key of
    seconds per stage, embedding images/s against forward passes on
    device-resident data (how busy the host keeps the device), peak device
    memory.
-5. ``knn``: exact kNN extrapolation (12 neighbours) by matrix products and
-   top-k on the device against :class:`advprune.extrapolation.ImportanceExtrapolator`
-   on the CPU (timed on a slice of the queries), with the largest difference
+5. ``knn``: exact kNN extrapolation (12 neighbours) by
+   :class:`advprune.extrapolation.ImportanceExtrapolator` with ``device=`` (matrix
+   products and top-k on the device, fit included) against its FAISS search on
+   the CPU (timed on a slice of the queries), with the largest difference
    of their predictions on that slice.
 
 Images/s are medians over timed repetitions after a warm-up; device time is
@@ -377,21 +377,6 @@ def pruner(sizes, device, directory):
     }
 
 
-def knn_on_device(references, scores, queries, device, k=12, chunk=16384):
-    """Mean score of the k nearest references of each query (squared
-    Euclidean distances by matrix products, float32)."""
-    R = torch.from_numpy(references).to(device)
-    s = torch.from_numpy(scores).to(device)
-    norms = (R * R).sum(1)
-    out = np.empty(len(queries))
-    for start in range(0, len(queries), chunk):
-        Q = torch.from_numpy(queries[start : start + chunk]).to(device)
-        distances = norms - 2 * Q @ R.T  # + |q|^2, the same for every reference
-        nearest = distances.topk(k, dim=1, largest=False).indices
-        out[start : start + chunk] = s[nearest].mean(1).cpu().numpy()
-    return out
-
-
 def knn(sizes, device):
     rng = np.random.default_rng(3)
     references = rng.normal(size=(sizes.references, sizes.dims)).astype(np.float32)
@@ -399,7 +384,11 @@ def knn(sizes, device):
     queries = rng.normal(size=(sizes.queries, sizes.dims)).astype(np.float32)
     synchronize(device)
     started = time.perf_counter()
-    on_device = knn_on_device(references, scores, queries, device)
+    on_device = (
+        ImportanceExtrapolator(n_neighbors=12, batch_size=16384, device=device)
+        .fit(references, scores)
+        .predict(queries)
+    )
     synchronize(device)
     device_seconds = time.perf_counter() - started
     # At least one chunk of queries per CPU thread of the extrapolator, so

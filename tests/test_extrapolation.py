@@ -2,6 +2,7 @@ import pickle
 
 import numpy as np
 import pytest
+import torch
 from scipy.stats import spearmanr
 from sklearn.exceptions import NotFittedError
 from sklearn.neighbors import KNeighborsRegressor
@@ -47,6 +48,7 @@ def _clustered(n_scored, n_queries, n_features=32, seed=0):
             n_neighbors=3, weights="distance", metric="cosine", algorithm="hnsw"
         ),
         ImportanceExtrapolator(n_neighbors=3, calibrate="quantile"),
+        ImportanceExtrapolator(n_neighbors=3, device="cpu"),
     ]
 )
 def test_sklearn_estimator_checks(estimator, check):
@@ -121,6 +123,51 @@ def test_exact_ties_are_broken_by_index():
         ext.kneighbors([[0.0, 0.0]], return_distance=False), [np.arange(12)]
     )
     assert ext.predict([[0.0, 0.0]])[0] == pytest.approx(5.5)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"weights": "distance"},
+        {"metric": "cosine", "n_neighbors": 5},
+        {"calibrate": "quantile", "batch_size": 64},
+    ],
+)
+def test_device_search_finds_the_neighbours_faiss_finds(params):
+    # Gaussian rows far from the origin, plus duplicated rows whose exact ties
+    # outnumber the candidates of the float32 search (30 copies of each grid
+    # point): the lowest indices win, as in FAISS. (Rows tied at a distance
+    # that float32 rounds differently per row can fall either way, on either
+    # search; the re-ranking only orders the candidates.)
+    X, y, Q = _gaussian(n_scored=700, n_queries=300, n_features=6, seed=4)
+    grid = np.repeat(np.eye(6), 30, axis=0)
+    X = np.concatenate([X + 50.0, grid, X[:40]])
+    y = np.concatenate([y, np.arange(len(grid), dtype=float), y[:40]])
+    Q = np.concatenate([Q + 50.0, np.eye(6), X[:10]])
+    on_cpu = ImportanceExtrapolator(**params).fit(X, y)
+    on_device = ImportanceExtrapolator(**params, device="cpu").fit(X, y)
+    np.testing.assert_array_equal(on_device.predict(Q), on_cpu.predict(Q))
+    for a, b in zip(on_device.kneighbors(Q), on_cpu.kneighbors(Q), strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(
+        on_device.kneighbors(return_distance=False),
+        on_cpu.kneighbors(return_distance=False),
+    )
+    # Unpickled, the device copy is rebuilt.
+    again = pickle.loads(pickle.dumps(on_device))
+    np.testing.assert_array_equal(again.predict(Q), on_cpu.predict(Q))
+
+
+def test_device_search_needs_the_exact_search_and_a_real_device():
+    X, y, _ = _gaussian(n_scored=50, n_queries=1, n_features=3, seed=0)
+    with pytest.raises(ValueError, match="algorithm='hnsw'"):
+        ImportanceExtrapolator(device="cpu", algorithm="hnsw").fit(X, y)
+    with pytest.raises(ValueError, match="device must be"):
+        ImportanceExtrapolator(device="gpu0").fit(X, y)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            ImportanceExtrapolator(device="cuda").fit(X, y)
 
 
 def test_distance_weights_take_coinciding_samples_score():
