@@ -153,8 +153,11 @@ default="confidence"
         every epoch. ``"online"``: read off the training step (nearly free,
         adversarial signal only).
     importance_params : dict or None, default=None
-        Keyword arguments of the named score, e.g. ``{"window": 5}``; an error
-        with ``extrapolation="confidence"``, which computes no score.
+        Keyword arguments of the named score, e.g. ``{"window": 5}``. With
+        ``extrapolation="confidence"``, those of
+        :func:`advprune.extrapolation.confidence_scores`: ``clean_weight`` and
+        ``class_weight`` (e.g. ``{"class_weight": 1.0}`` to rank every sample
+        within its class only).
     model : torch.nn.Module, str or None, default=None
         The scoring network: a template (deep-copied, never modified), a name
         of :data:`advprune.models.MODEL_NAMES`, or ``None`` for
@@ -481,8 +484,7 @@ default="model"
                 f"n_samples ({n}) scored samples; got {self.subset_size!r} "
                 f"({n_subset} samples)."
             )
-        if self.extrapolation != "confidence":  # it computes no importance score
-            self._check_importance(len(classes))
+        self._check_importance(len(classes))
         if not (isinstance(X, ImageArray) and _contains_unit_interval(bounds)):
             scan_rows(X, bounds=bounds, chunk_size=self.chunk_size)
         check_embedding(self.embedding, X, n_subset)
@@ -496,12 +498,6 @@ default="model"
                 f"extrapolation='confidence' estimates dynamic uncertainty; for "
                 f"importance={importance!r} use extrapolation='held_out', "
                 f"'knn', 'class_knn' or 'learned'."
-            )
-        if self.extrapolation == "confidence" and self.importance_params:
-            raise ValueError(
-                f"importance_params={self.importance_params!r} has no effect with "
-                f"extrapolation='confidence', which computes no importance score; "
-                f"use another extrapolation or importance_params=None."
             )
         if (
             self.extrapolation == "held_out"
@@ -525,18 +521,27 @@ default="model"
         probas = np.full((self.epochs, n, n_classes), 1.0 / n_classes)
         dynamics = Dynamics(np.arange(n), P, P, probas, probas)
         try:
-            compute_score(
-                self.importance,
-                dynamics,
-                np.arange(n) % n_classes,
-                signal=self.signal,
-                **(self.importance_params or {}),
-            )
+            if self.extrapolation == "confidence":
+                confidence_scores(
+                    P[-1], P, [0], y=np.arange(n) % n_classes, **self._params()
+                )
+            else:
+                compute_score(
+                    self.importance,
+                    dynamics,
+                    np.arange(n) % n_classes,
+                    signal=self.signal,
+                    **self._params(),
+                )
         except (TypeError, ValueError) as exc:
+            what = (
+                "extrapolation='confidence'"
+                if self.extrapolation == "confidence"
+                else f"importance={self.importance!r}"
+            )
             raise type(exc)(
-                f"importance={self.importance!r} with importance_params="
-                f"{self.importance_params!r} and epochs={self.epochs} cannot be "
-                f"computed: {exc}"
+                f"{what} with importance_params={self.importance_params!r} and "
+                f"epochs={self.epochs} cannot be computed: {exc}"
             ) from exc
 
     def _check_X(self, X, *, reset):
@@ -624,7 +629,11 @@ default="model"
         embedding_seconds = 0.0
         if strategy == "confidence":
             self.scores_ = confidence_scores(
-                run.tracking.adversarial, run.tracking.clean, subset, y=codes
+                run.tracking.adversarial,
+                run.tracking.clean,
+                subset,
+                y=codes,
+                **self._params(),
             )
         else:
             subset_scores = self._importance(run.dynamics, codes[subset])
@@ -658,8 +667,11 @@ default="model"
             dynamics,
             codes,
             signal=self.signal if signal is None else signal,
-            **(self.importance_params or {}),
+            **self._params(),
         )
+
+    def _params(self):
+        return self.importance_params or {}
 
     def _extrapolate(self, X, codes, subset, subset_scores):
         """Scores of the unscored rows from a regressor on an embedding (the

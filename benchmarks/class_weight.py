@@ -15,9 +15,10 @@ run)::
     python -m benchmarks.class_weight --config digits --jobs 2
     python -m benchmarks.class_weight --config tabular --jobs 2
 
-Writes ``benchmarks/results/class_weight/<config>.json`` (the score vectors and
-the trainings are kept beside it, so a rerun skips what exists); ``python -m
-benchmarks.reproduce --report`` puts it on the results page.
+Writes ``benchmarks/results/class_weight/<config>.json``; the scoring runs and
+the trainings are kept beside it (not in the repository), so a rerun, with
+other weights too, skips what exists. ``python -m benchmarks.reproduce
+--report`` puts it on the results page.
 """
 
 import argparse
@@ -39,6 +40,7 @@ from .reproduce import (
     _offclass_percentile,
     load_data,
     make_pruner,
+    random_scores,
     run_path,
     train_and_evaluate,
 )
@@ -54,38 +56,69 @@ def method_name(weight):
 
 
 def score_seed(config, data, seed, weights, out_dir):
-    """The confidence scores of one seed at every weight, the random scores and
-    direct DU; returns each weight's fidelity and off-class percentile."""
-    path = out_dir / "scores" / f"seed{seed}.npz"
+    """Every weight's confidence scores of one seed, with the random baseline,
+    written where :func:`benchmarks.reproduce.train_and_evaluate` reads them;
+    returns each weight's fidelity to direct DU and off-class percentile.
+
+    The scoring runs (the default pruner's tracking and direct DU) are kept in
+    ``tracking/seed<seed>.npz``, so that other weights cost no training.
+    """
+    path = out_dir / "tracking" / f"seed{seed}.npz"
     if not path.exists():
         _limit_threads(config)
         pruner = make_pruner(config, seed, "confidence").fit(data.X_pool, data.y_pool)
         direct = make_pruner(config, seed, "direct").fit(data.X_pool, data.y_pool)
-        tracking = pruner.tracking_
-        vectors = {
-            method_name(weight): confidence_scores(
-                tracking.adversarial,
-                tracking.clean,
-                pruner.subset_indices_,
-                y=data.y_pool,
-                class_weight=weight,
-            )
-            for weight in weights
-        }
-        vectors["random"] = np.random.default_rng([seed, 7]).random(len(data.y_pool))
-        vectors["direct"] = direct.scores_
-        vectors["scored"] = pruner.scored_mask_
-        save_npz(path, vectors)
-    with np.load(path) as vectors:
-        rows = []
-        for weight in weights:
-            scores = vectors[method_name(weight)]
-            row = {"seed": seed, "class_weight": weight}
-            row.update(_fidelity(scores, vectors["scored"], vectors["direct"]))
-            if data.offclass is not None:
-                row["offclass_percentile"] = _offclass_percentile(scores, data.offclass)
-            rows.append(row)
+        save_npz(
+            path,
+            {
+                "adversarial": pruner.tracking_.adversarial,
+                "clean": pruner.tracking_.clean,
+                "subset": pruner.subset_indices_,
+                "scored": pruner.scored_mask_,
+                "direct": direct.scores_,
+            },
+        )
+    with np.load(path) as run:
+        run = dict(run)
+    vectors = {
+        method_name(weight): confidence_scores(
+            run["adversarial"], run["clean"], run["subset"], y=data.y_pool,
+            class_weight=weight,
+        )
+        for weight in weights
+    }  # fmt: skip
+    vectors["random"] = random_scores(seed, len(data.y_pool))
+    save_npz(out_dir / "scores" / f"seed{seed}.npz", vectors)
+    rows = []
+    for weight in weights:
+        scores = vectors[method_name(weight)]
+        row = {"seed": seed, "class_weight": weight}
+        row.update(_fidelity(scores, run["scored"], run["direct"]))
+        if data.offclass is not None:
+            row["offclass_percentile"] = _offclass_percentile(scores, data.offclass)
+        rows.append(row)
     return rows
+
+
+def paired_differences(result, baseline="random"):
+    """``{(weight, ratio): per-seed robust accuracy of the weight minus the
+    baseline's, in points}``; ``baseline`` is ``"random"`` or a weight."""
+    accuracy = {
+        (r["method"], r["prune_ratio"], r["seed"]): 100 * r["robust_accuracy"]
+        for r in result["downstream"]
+    }
+    reference = baseline if baseline == "random" else method_name(baseline)
+    return {
+        (weight, ratio): np.array(
+            [
+                accuracy[method_name(weight), ratio, seed]
+                - accuracy[reference, ratio, seed]
+                for seed in result["seeds"]
+            ]
+        )
+        for weight in result["weights"]
+        for ratio in result["ratios"]
+    }
 
 
 def main(argv=None):
@@ -96,17 +129,19 @@ def main(argv=None):
     parser.add_argument("--ratios", type=float, nargs="+", default=list(RATIOS))
     parser.add_argument("--n-pool", type=int, default=None)
     parser.add_argument("--final-epochs", type=int, default=None)
-    parser.add_argument("--out", default=str(OUT))
+    parser.add_argument("--out", default=None)
     parser.add_argument("--jobs", type=int, default=1)
     args = parser.parse_args(argv)
     if any(not 0.0 <= w <= 1.0 for w in args.weights):
         parser.error("--weights must lie in [0, 1].")
-    config = CONFIGS[args.config]
     changes = {"n_pool": args.n_pool, "final_epochs": args.final_epochs}
-    config = dataclasses.replace(
-        config, **{k: v for k, v in changes.items() if v is not None}
-    )
-    out_dir = Path(args.out) / config.name
+    changes = {k: v for k, v in changes.items() if v is not None}
+    if changes and args.out is None:
+        # Another experiment: never mixed with, or written over, the results
+        # the docs show.
+        parser.error("--n-pool and --final-epochs need their own --out.")
+    config = dataclasses.replace(CONFIGS[args.config], **changes)
+    out_dir = Path(args.out or OUT) / config.name
     data = load_data(config)
     fidelity = Parallel(n_jobs=args.jobs)(
         delayed(score_seed)(config, data, seed, args.weights, out_dir)
@@ -123,56 +158,37 @@ def main(argv=None):
     Parallel(n_jobs=args.jobs)(
         delayed(train_and_evaluate)(config, data, *job, out_dir) for job in plan
     )
-    downstream = [
-        json.loads(run_path(out_dir, seed, method, "lowest", ratio).read_text())
-        for seed in args.seeds
-        for method in methods
-        for ratio in args.ratios
-    ]
-    save_json(
-        out_dir.parent / f"{config.name}.json",
-        {
-            "command": "python -m benchmarks.class_weight " + " ".join(sys.argv[1:]),
-            "config": config.name,
-            "seeds": args.seeds,
-            "weights": args.weights,
-            "ratios": args.ratios,
-            "fidelity": [row for rows in fidelity for row in rows],
-            "downstream": downstream,
-            "environment": environment(),
-        },
-    )
-    print(summary(args.weights, args.ratios, fidelity, downstream))
-
-
-def summary(weights, ratios, fidelity, downstream):
-    """Per weight: mean Spearman and the mean difference from random per ratio."""
-    accuracy = {
-        (r["method"], r["prune_ratio"], r["seed"]): 100 * r["robust_accuracy"]
-        for r in downstream
+    result = {
+        "command": "python -m benchmarks.class_weight " + " ".join(sys.argv[1:]),
+        "config": config.name,
+        "seeds": args.seeds,
+        "weights": args.weights,
+        "ratios": args.ratios,
+        "fidelity": [row for rows in fidelity for row in rows],
+        "downstream": [
+            json.loads(run_path(out_dir, seed, method, "lowest", ratio).read_text())
+            for seed in args.seeds
+            for method in methods
+            for ratio in args.ratios
+        ],
+        "environment": environment(),
     }
-    seeds = sorted({r["seed"] for r in downstream})
-    lines = [
-        "class_weight  spearman  " + "  ".join(f"vs random {q:.0%}" for q in ratios)
-    ]
-    for weight in weights:
+    save_json(out_dir.parent / f"{config.name}.json", result)
+    differences = paired_differences(result)
+    print(
+        "class_weight  spearman  "
+        + "  ".join(f"vs random {q:.0%}" for q in args.ratios)
+    )
+    for weight in args.weights:
         rho = np.mean(
             [
-                row["spearman_unscored"]
-                for rows in fidelity
-                for row in rows
-                if row["class_weight"] == weight
+                r["spearman_unscored"]
+                for r in result["fidelity"]
+                if r["class_weight"] == weight
             ]
         )
-        cells = []
-        for ratio in ratios:
-            d = [
-                accuracy[method_name(weight), ratio, s] - accuracy["random", ratio, s]
-                for s in seeds
-            ]
-            cells.append(f"{np.mean(d):+15.2f}")
-        lines.append(f"{weight:12g}  {rho:8.3f}  " + "  ".join(cells))
-    return "\n".join(lines)
+        cells = (f"{differences[weight, q].mean():+15.2f}" for q in args.ratios)
+        print(f"{weight:12g}  {rho:8.3f}  " + "  ".join(cells))
 
 
 if __name__ == "__main__":

@@ -132,7 +132,7 @@ class Config:
     model: str | None
     augment: bool
     device: str
-    amp: bool
+    amp: bool | str
     torch_threads: int | None
 
 
@@ -265,7 +265,7 @@ def score_seed(config, data, seed, out_dir):
             "n_scored": int(pruner.scored_mask_.sum()),
             "final_train_accuracy": history[-1]["train_accuracy"],
         }
-    vectors["random"] = np.random.default_rng([seed, 7]).random(len(data.y_pool))
+    vectors["random"] = random_scores(seed, len(data.y_pool))
     direct = vectors["direct"]
     for method, entry in summary["methods"].items():
         entry.update(_fidelity(vectors[method], vectors[f"{method}_scored"], direct))
@@ -283,6 +283,11 @@ def score_seed(config, data, seed, out_dir):
     save_npz(out_dir / "scores" / f"seed{seed}.npz", vectors)
     save_json(out_dir / "scores" / f"seed{seed}.json", summary)
     return summary
+
+
+def random_scores(seed, n):
+    """The random baseline's scores: uniform, seeded by the seed alone."""
+    return np.random.default_rng([seed, 7]).random(n)
 
 
 def _fidelity(scores, scored, direct):

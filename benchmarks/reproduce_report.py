@@ -23,6 +23,7 @@ from scipy import stats
 
 from advprune.extrapolation import confidence_scores
 
+from .class_weight import paired_differences
 from .reproduce import CONFIGS, MAIN, METHODS, OTHERS, RULES
 
 REPORT_COMMAND = "python -m benchmarks.reproduce --report"
@@ -613,8 +614,15 @@ def _scaling_answers(result, sizes, methods):
     return "\n".join(lines)
 
 
+def _fmt_paired(d):
+    """Mean [95 % interval] of paired differences, and how many are above 0."""
+    ci = interval(d)
+    spread = "" if ci is None else f" [{ci[1]:+.1f}, {ci[2]:+.1f}]"
+    return f"{d.mean():+.1f}{spread}, {int((d > 0).sum())} of {len(d)} above"
+
+
 def class_weight_section(class_weight_dir):
-    """The class-weight study of the default strategy, one table per data set."""
+    """The class-weight study of the default strategy, two tables per data set."""
     results = [
         json.loads(path.read_text())
         for name in CONFIGS
@@ -625,67 +633,62 @@ def class_weight_section(class_weight_dir):
     used = inspect.signature(confidence_scores).parameters["class_weight"].default
     parts = []
     for result in results:
-        accuracy = defaultdict(dict)
-        for r in result["downstream"]:
-            accuracy[r["method"], r["prune_ratio"]][r["seed"]] = (
-                100 * r["robust_accuracy"]
-            )
-        header = ["class weight", "Spearman unscored", "off-class pct"] + [
-            f"vs random, {q:.0%} pruned" for q in result["ratios"]
+        ratios = result["ratios"]
+        vs_random = paired_differences(result)
+        header = ["class weight", "Spearman unscored", "off-class percentile"] + [
+            f"{q:.0%} pruned" for q in ratios
         ]
-        rows, means = [], defaultdict(dict)
+        rows = []
         for weight in result["weights"]:
             fidelity = [r for r in result["fidelity"] if r["class_weight"] == weight]
-            cells = []
-            for ratio in result["ratios"]:
-                method = accuracy[f"class_weight={weight:g}", ratio]
-                random = accuracy["random", ratio]
-                d = np.array([method[s] - random[s] for s in sorted(method)])
-                means[ratio][weight] = d.mean()
-                ci = interval(d)
-                spread = "" if ci is None else f" [{ci[1]:+.1f}, {ci[2]:+.1f}]"
-                cells.append(
-                    f"{d.mean():+.1f}{spread}, {int((d > 0).sum())} of {len(d)} above"
-                )
-            label = f"{weight:g}" + (" (the package's)" if weight == used else "")
             rows.append(
                 [
-                    label,
+                    f"{weight:g}" + (" (the package's)" if weight == used else ""),
                     _mean_std(r["spearman_unscored"] for r in fidelity),
                     _mean_std(r.get("offclass_percentile") for r in fidelity),
-                    *cells,
+                    *(_fmt_paired(vs_random[weight, q]) for q in ratios),
                 ]
             )
-        best = "; ".join(
-            f"{ratio:.0%} pruned: {max(m, key=m.get):g} ({max(m.values()):+.1f})"
-            + (
-                f", the package's {m[used] - max(m.values()):+.1f} from it"
-                if used in m and max(m, key=m.get) != used
-                else ""
-            )
-            for ratio, m in means.items()
-        )
         parts.append(
             f"""{DATA_LABELS[result["config"]]}; seeds
 {", ".join(map(str, result["seeds"]))}; ``{result["command"]}``.
-Robust accuracy difference from random pruning of the same size, lowest rule,
-in points: mean [95 % interval] and the seeds above random.
+Robust accuracy minus that of random pruning of the same size, lowest rule, in
+points: mean [95 % interval], and the seeds above random:
 
 {_list_table(header, rows)}
-
-Best weight for the lowest rule: {best}.
 """
         )
+        if used in result["weights"]:
+            vs_used = paired_differences(result, baseline=used)
+            others = [w for w in result["weights"] if w != used]
+            parts.append(
+                f"""The same trainings, each weight against the package's ({used:g}),
+paired by seed:
+
+{
+                    _list_table(
+                        ["class weight", *(f"{q:.0%} pruned" for q in ratios)],
+                        [
+                            [f"{w:g}", *(_fmt_paired(vs_used[w, q]) for q in ratios)]
+                            for w in others
+                        ],
+                    )
+                }
+"""
+            )
     return f"""The default's class weight (selection seeds)
 --------------------------------------------
 
 The default strategy blends each sample's global rank with its rank within its
 class (``class_weight`` of :func:`advprune.extrapolation.confidence_scores`,
-{used:g} in the package). More weight keeps the lowest rule from emptying the
-classes the short scoring run finds hard, and moves the scores away from direct
-DU, which has between-class differences. Both sides, measured on the seeds the
-settings are chosen on, never on the reported ones (``benchmarks/class_weight.py``;
-the class-balanced rule keeps the same samples at every weight):
+{used:g} in the package), meant to keep the lowest rule from emptying a class
+that the short scoring run finds hard (how many of each class are kept is not
+measured here). More weight moves the scores away from direct DU, which has
+between-class differences. Both sides, measured on the seeds the settings are
+chosen on, never on the reported ones (``benchmarks/class_weight.py``; the
+class-balanced rule keeps the same samples at every weight, so it is not run).
+Spearman is against direct DU on the unscored rows; the off-class percentile is
+the off-class samples' mean rank (0 = pruned first).
 
 {chr(10).join(parts)}"""
 

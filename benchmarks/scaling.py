@@ -25,7 +25,7 @@ from advprune.metrics import robust_accuracy, spearman_score
 from advprune.selection import select
 
 from ._common import RESULTS, environment, save_json, save_npz
-from .reproduce import CONFIGS, METHODS, _limit_threads
+from .reproduce import CONFIGS, METHODS, _limit_threads, random_scores
 
 OUT = RESULTS / "scaling"
 # Score vectors are cached here between runs, and not kept in the repository.
@@ -61,8 +61,7 @@ def train(config, data, seed, method, n_scored):
     if method == "none":
         kept = np.ones(len(data.y_pool), dtype=bool)
     elif method == "random":
-        random = np.random.default_rng([seed, 7]).random(len(data.y_pool))
-        kept = select(random, 0.5)
+        kept = select(random_scores(seed, len(data.y_pool)), 0.5)
     else:
         kept = select(scores_of(config, data, seed, method, n_scored)[0], 0.5)
     clf = AdversarialClassifier(

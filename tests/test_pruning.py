@@ -7,6 +7,7 @@ from sklearn.neighbors import KNeighborsRegressor
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from advprune import AdversarialPruner, ImportanceExtrapolator
+from advprune.extrapolation import confidence_scores
 from advprune.training import AdversarialTrainer
 
 
@@ -214,12 +215,37 @@ def test_strategies_refuse_importances_they_cannot_estimate(no_training):
         pruner(extrapolation="confidence", importance="mean_loss").fit(X, y)
     with pytest.raises(ValueError, match="class probabilities"):
         pruner(extrapolation="held_out", importance="el2n").fit(X, y)
-    with pytest.raises(ValueError, match="importance_params=.*no effect"):
+    # The confidence strategy's parameters are confidence_scores' own.
+    with pytest.raises(TypeError, match="'confidence'.*unexpected keyword.*window"):
         pruner(
             extrapolation="confidence",
             importance="dynamic_uncertainty",
             importance_params={"window": 5},
         ).fit(X, y)
+    with pytest.raises(ValueError, match="'confidence'.*class_weight must be in"):
+        pruner(
+            extrapolation="confidence",
+            importance="dynamic_uncertainty",
+            importance_params={"class_weight": 2.0},
+        ).fit(X, y)
+
+
+def test_confidence_strategy_takes_confidence_scores_parameters():
+    X, y = blobs()
+    params = dict(subset_size=0.2, eps=0.05, attack_steps=2, device="cpu")
+    default = AdversarialPruner(**params, random_state=0).fit(X, y)
+    within = AdversarialPruner(
+        **params, importance_params={"class_weight": 1.0}, random_state=0
+    ).fit(X, y)
+    expected = confidence_scores(
+        default.tracking_.adversarial,
+        default.tracking_.clean,
+        default.subset_indices_,
+        y=y,
+        class_weight=1.0,
+    )
+    np.testing.assert_allclose(within.scores_, expected)
+    assert not np.allclose(within.scores_, default.scores_)
 
 
 @pytest.mark.parametrize("n", [*range(1, 70), 100, 129, 136, 151, 241, 257, 1000, 5000])

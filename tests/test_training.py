@@ -294,6 +294,34 @@ def test_bfloat16_amp_autocasts_every_forward_pass_on_cpu(toy, method):
     assert ((dynamics.clean >= 0) & (dynamics.clean <= 1)).all()
 
 
+@pytest.mark.parametrize("amp", ["float16", np.True_])
+def test_float16_amp_on_cpu_warns_in_every_spelling(toy, amp):
+    X, y = toy[0][:50], toy[1][:50]
+    trainer = AdversarialTrainer(
+        make_model(X.shape[1]), amp=amp, epochs=1, device="cpu", bounds=None
+    )
+    with pytest.warns(UserWarning, match="amp='float16'"):
+        trainer.fit(X, y, record=None)
+    assert trainer.amp_ is False
+
+
+def test_numpy_spellings_of_amp_resume_the_same_run(toy, tmp_path):
+    # A numpy string is the same precision, so the same run key: the second fit
+    # resumes the first one's checkpoint instead of refusing it.
+    X, y = toy[0][:60], toy[1][:60]
+
+    def fit(amp, epochs):
+        trainer = AdversarialTrainer(
+            make_model(X.shape[1]), amp=amp, epochs=epochs, bounds=None,
+            device="cpu", random_state=0,
+        )  # fmt: skip
+        trainer.fit(X, y, record=None, checkpoint_dir=tmp_path)
+        return trainer
+
+    assert type(fit(np.str_("bfloat16"), 2).amp_) is str
+    assert len(fit("bfloat16", 2).history_) == 2
+
+
 def test_amp_names_its_options():
     trainer = AdversarialTrainer(make_model(4), amp="float8", device="cpu")
     with pytest.raises(ValueError, match="'amp' parameter"):

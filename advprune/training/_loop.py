@@ -98,6 +98,9 @@ class AdversarialTrainer:
         Per epoch: mean training loss, training (adversarial) accuracy, seconds.
     n_classes_ : int
     device_ : torch.device
+    amp_ : {False, "float16", "bfloat16"}
+        The precision applied (``False`` where float16 was asked for on a
+        CPU device).
     rank_, world_size_ : int
         This process's rank and the number of processes of a data-parallel
         run; 0 and 1 otherwise.
@@ -439,15 +442,25 @@ class AdversarialTrainer:
 
         self.rank_, self.world_size_ = world()
         self.device_ = resolve_device(self.device)
-        # The precision applied: False, "float16" or "bfloat16".
-        requested = self.amp if isinstance(self.amp, str) else self.amp and "float16"
+        # Plain str and bool, so that numpy spellings hash alike in the run key.
+        requested = str(self.amp) if isinstance(self.amp, str) else bool(self.amp)
+        requested = "float16" if requested is True else requested
         self.amp_ = requested
         if requested == "float16" and self.device_.type != "cuda":
             self.amp_ = False
             warnings.warn(
-                f"amp={self.amp!r} (float16 with gradient scaling) needs a CUDA "
+                f"amp={requested!r} (float16 with gradient scaling) needs a CUDA "
                 'device; training in float32. amp="bfloat16" runs on the CPU.',
                 stacklevel=2,
+            )
+        if (
+            requested == "bfloat16"
+            and self.device_.type == "cuda"
+            and not torch.cuda.is_bf16_supported(including_emulation=False)
+        ):
+            raise ValueError(
+                f'amp="bfloat16", but {torch.cuda.get_device_name(self.device_)} '
+                'has no bfloat16 arithmetic; use amp="float16".'
             )
         # Training and recording draw from separate streams, so that recording
         # (or not) leaves the training run unchanged.
