@@ -486,7 +486,14 @@ def test_an_interrupted_command_is_one_line_and_leaves_no_temporary(
 
     monkeypatch.setattr(datasets_pools, "write_npy", signalled_while_writing)
     monkeypatch.chdir(tmp_path)
-    status_returned = main(["convert", "pool.npz", "out", "--quiet"])
+    # Python turns SIGINT into KeyboardInterrupt only where the process did not
+    # start with SIGINT ignored, as a background job of a script does; make
+    # this test's process the interactive kind whatever launched it.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        status_returned = main(["convert", "pool.npz", "out", "--quiet"])
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert_one_line(capsys.readouterr().err, status_returned, status, line)
     assert temporaries(tmp_path) == []
     assert not (tmp_path / "out" / "images.npy").exists()
