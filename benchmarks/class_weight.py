@@ -2,9 +2,9 @@
 
 :func:`advprune.extrapolation.confidence_scores` blends each sample's global
 rank with its rank within its class (``class_weight``; the package uses 0.5).
-More weight protects the classes the scoring run finds hard from the lowest
-rule, and moves the scores away from dynamic uncertainty (DU) computed directly
-on the whole pool, which has between-class differences. This benchmark measures
+More weight is meant to protect the classes the scoring run finds hard from the
+lowest rule, and moves the scores away from dynamic uncertainty (DU) computed
+directly on the whole pool, which has between-class differences. This benchmark measures
 both sides on the seeds the strategy's settings were chosen on (0-7 by default,
 never the reported 10-14): for each weight, the Spearman correlation with direct
 DU on the unscored rows, and the robust accuracy of the lowest rule against
