@@ -80,6 +80,7 @@ PRUNER = {
     "attack_steps": 2,
     "batch_size": 25,
     "importance": "frequency",
+    "extrapolation": "knn",
     "embedding": "raw",
     "device": "cpu",
     "random_state": 0,
@@ -517,8 +518,9 @@ def cli_cases(root):
         (signal.SIGTERM, 143, "terminated"),
     ):
         out = root / f"interrupted_{sent.name}"
-        status, stderr = _cli("convert", "big.npz", out, cwd=root, interrupt=(
-            sent, root))  # fmt: skip
+        # --quiet: the progress bar's lines are not the failure's report.
+        status, stderr = _cli("convert", "big.npz", out, "--quiet", cwd=root,
+                              interrupt=(sent, root))  # fmt: skip
         ok, detail = _one_line(status, stderr, expected, fragment)
         left = _temporaries(root)
         cases.append(
