@@ -71,12 +71,15 @@ class DeviceReferences:
         squared = (
             torch.einsum("ij,ij->i", q, q)[:, None] + self.squared_norms - 2 * products
         ).clamp_min_(0)
-        values, indices = torch.topk(squared, k, dim=1, largest=False, sorted=True)
-        # Where more references than k tie at the k-th distance, top-k keeps an
-        # arbitrary few of them; as FAISS does, keep the lowest indices (a stable
-        # sort of those rows; exact ties are rare outside duplicated samples).
-        tied = (squared <= values[:, -1:]).sum(dim=1) > k
-        if tied.any():
+        # One neighbour more than asked: where the (k+1)-th distance equals the
+        # k-th, more references than k tie there and top-k keeps an arbitrary
+        # few of them; as FAISS does, keep the lowest indices (a stable sort of
+        # those rows; exact ties are rare outside duplicated samples).
+        found = min(k + 1, squared.shape[1])
+        values, indices = torch.topk(squared, found, dim=1, largest=False)
+        tied = values[:, k - 1] == values[:, -1] if found > k else None
+        values, indices = values[:, :k], indices[:, :k]
+        if tied is not None and tied.any():
             rows = tied.nonzero().squeeze(1)
             ordered = torch.sort(squared[rows], dim=1, stable=True)
             values[rows] = ordered.values[:, :k]
