@@ -2,8 +2,8 @@
 
 Nothing here trains or attacks a model: the page and the figures are a pure
 function of ``benchmarks/results/reproduce/<config>/``,
-``benchmarks/results/scaling/`` and ``benchmarks/results/class_weight/``,
-regenerated with::
+``benchmarks/results/scaling/``, ``benchmarks/results/confirm/<config>/`` and
+``benchmarks/results/class_weight/``, regenerated with::
 
     python -m benchmarks.reproduce --report
 
@@ -693,6 +693,114 @@ the off-class samples' mean rank (0 = pruned first).
 {chr(10).join(parts)}"""
 
 
+CONFIRM_RATIOS = (0.3, 0.5, 0.7)
+COMPARED = ("confidence", "knn", "direct")
+
+
+def confirmation_section(confirm_root, reported_root):
+    """Seeds 20-29 beside seeds 10-14, and the verdict over all fifteen."""
+    parts = []
+    for name in CONFIGS:
+        runs, scores, log = load_results(confirm_root / name)
+        if not runs or not scores:
+            continue
+        first_runs, first_scores, _ = load_results(reported_root / name)
+        views = {
+            "seeds " + _seed_range(first_scores): Table(first_runs, "robust_accuracy"),
+            "seeds " + _seed_range(scores): Table(runs, "robust_accuracy"),
+            "all fifteen": Table(first_runs + runs, "robust_accuracy"),
+        }
+        rows = []
+        for ratio in CONFIRM_RATIOS:
+            for rule in RULES:
+                rows.append(
+                    [
+                        f"vs random, {RULE_LABELS[rule]}, {ratio:.0%}",
+                        *(
+                            _fmt_paired(t.paired("confidence", rule, ratio, "random"))
+                            for t in views.values()
+                        ),
+                    ]
+                )
+        for rule in RULES:
+            rows.append(
+                [
+                    f"vs no pruning, {RULE_LABELS[rule]}, 50%",
+                    *(
+                        _fmt_paired(t.paired("confidence", rule, 0.5, "none", "lowest"))
+                        for t in views.values()
+                    ),
+                ]
+            )
+        pooled_table = views["all fifteen"]
+        by_method = [
+            [
+                f"{RULE_LABELS[rule]}, {ratio:.0%}",
+                *(
+                    _fmt_paired(pooled_table.paired(m, rule, ratio, "random"))
+                    for m in COMPARED
+                ),
+            ]
+            for ratio in CONFIRM_RATIOS
+            for rule in RULES
+        ]
+        invocations = "\n".join(
+            f"* ``{e['command']}``: started {e['started']}, "
+            + (
+                f"{e.get('n_trainings', 0)} final trainings, "
+                f"{e['wall_seconds'] / 60:.0f} minutes of wall time"
+                if e.get("finished")
+                else "stopped before it finished"
+            )
+            + "."
+            for e in log
+        )
+        pooled = answers(
+            name, views["all fifteen"], {**first_scores, **scores}, CONFIRM_RATIOS
+        )
+        title = f"Data set ``{name}``"
+        parts.append(
+            f"""{title}
+{"~" * len(title)}
+
+{invocations}
+
+The default's robust accuracy minus that of random pruning of the same size (or
+of no pruning), in points: mean [95 % interval], and the seeds above 0.
+
+{_list_table(["comparison", *views], rows)}
+
+Beside the paper's kNN and direct DU, all fifteen seeds, minus random pruning:
+
+{_list_table(["pruned", *(LABELS[m] for m in COMPARED)], by_method)}
+
+The answers, over all fifteen seeds:
+
+{pooled}
+"""
+        )
+    if not parts:
+        return None
+    return f"""Confirmation seeds
+------------------
+
+On seeds 10-14 two cells were borderline (digits at 70 % and tabular at 50 %,
+both under the lowest rule), with a seed-to-seed spread that five seeds cannot
+decide. Ten more seeds, 20-29, were declared before any of them ran (see the
+docstring of ``benchmarks/reproduce.py``), with the package and every setting
+unchanged, and the main comparison ran on them at 30, 50 and 70 % into
+``benchmarks/results/confirm/``. The verdict is taken over all fifteen reported
+seeds; each set alone is shown beside it. Seeds 10-14 stay in the sections
+above exactly as they were.
+
+{chr(10).join(parts)}"""
+
+
+def _seed_range(scores):
+    seeds = sorted(scores)
+    return f"{seeds[0]}-{seeds[-1]}" if seeds else "--"
+
+
 def write_report(results_root, docs_dir):
     results_root, docs_dir = Path(results_root), Path(docs_dir)
     figure_dir = docs_dir / "results"
@@ -705,6 +813,9 @@ def write_report(results_root, docs_dir):
     scaling = scaling_section(results_root.parent / "scaling", figure_dir, docs_dir)
     if scaling:
         sections.append(scaling)
+    confirmation = confirmation_section(results_root.parent / "confirm", results_root)
+    if confirmation:
+        sections.append(confirmation)
     weights = class_weight_section(results_root.parent / "class_weight")
     if weights:
         sections.append(weights)
@@ -713,7 +824,8 @@ def write_report(results_root, docs_dir):
 
 The experiment of Nieth et al. (2024) as a benchmark anyone can rerun:
 adversarial training on the real training set plus a synthetic pool pruned by
-each strategy, at each prune ratio, over five seeds; clean and robust accuracy
+each strategy, at each prune ratio, over five seeds (ten more confirm the
+main comparison, below); clean and robust accuracy
 on the untouched real test split; the cost of every step; and how faithfully
 each strategy ranks the pool against dynamic uncertainty (DU) computed directly
 on all of it. Everything below, numbers, tables, plots and answers, is generated
@@ -722,7 +834,8 @@ by ``{REPORT_COMMAND}`` from the JSON files the benchmarks wrote; see
 hand.
 
 The strategies' settings were chosen on seeds 0-2 of both data sets; the seeds
-reported here (10-14) were not used to choose anything. Paired differences are
+reported here (10-14, and the confirmation seeds 20-29) were not used to choose
+anything. Paired differences are
 per seed (the same scored subset, initialisation and attacks for every method of
 a seed); their 95 % intervals are Student-t intervals over the seeds, and "beyond
 the seed spread" means the interval lies above 0.
