@@ -24,6 +24,7 @@ other weights too, skips what exists. ``python -m benchmarks.reproduce
 import argparse
 import dataclasses
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -159,7 +160,7 @@ def main(argv=None):
         delayed(train_and_evaluate)(config, data, *job, out_dir) for job in plan
     )
     result = {
-        "command": "python -m benchmarks.class_weight " + " ".join(sys.argv[1:]),
+        "command": "python -m benchmarks.class_weight " + shlex.join(sys.argv[1:]),
         "config": config.name,
         "seeds": args.seeds,
         "weights": args.weights,

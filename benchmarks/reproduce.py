@@ -78,6 +78,7 @@ import argparse
 import ast
 import dataclasses
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -436,7 +437,7 @@ def run(config, out_dir, *, jobs, cifar_dir, pool_npz):
     started = time.perf_counter()
     log_path = out_dir / "invocations.json"
     entry = {
-        "command": "python -m benchmarks.reproduce " + " ".join(sys.argv[1:]),
+        "command": "python -m benchmarks.reproduce " + shlex.join(sys.argv[1:]),
         "config": jsonable(dataclasses.asdict(config)),
         "started": time.strftime("%Y-%m-%d %H:%M:%S"),
         "finished": None,

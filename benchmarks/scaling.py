@@ -14,6 +14,7 @@ benchmarks.reproduce --report`` puts it on the results page.
 
 import argparse
 import dataclasses
+import shlex
 import sys
 
 import numpy as np
@@ -149,7 +150,7 @@ def main(argv=None):
     save_json(
         OUT / "scaling.json",
         {
-            "command": "python -m benchmarks.scaling " + " ".join(sys.argv[1:]),
+            "command": "python -m benchmarks.scaling " + shlex.join(sys.argv[1:]),
             "n_pool": args.n_pool,
             "seeds": args.seeds,
             "fidelity": fidelity,

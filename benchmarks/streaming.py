@@ -31,6 +31,7 @@ import json
 import os
 import platform
 import resource
+import shlex
 import shutil
 import sys
 import tempfile
@@ -223,7 +224,7 @@ def main():
     fit = pruner.timings_
     unscored = int((~pruner.scored_mask_).sum())
     result = {
-        "command": "python -m benchmarks.streaming " + " ".join(sys.argv[1:]),
+        "command": "python -m benchmarks.streaming " + shlex.join(sys.argv[1:]),
         "n_samples": args.n,
         "n_scored": args.n - unscored,
         "n_extrapolated": unscored,

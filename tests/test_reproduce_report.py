@@ -7,19 +7,23 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from benchmarks.reproduce_report import CONFIRM_RATIOS, confirmation_section  # noqa: E402
+from benchmarks.reproduce_report import (  # noqa: E402
+    COMPARED,
+    CONFIRM_RATIOS,
+    confirmation_section,
+)
 
 
-def _write_seed(root, seed, robust):
+def _write_seed(root, seed, robust, spearman):
     """One seed's score summary and final trainings; ``robust`` maps
     (method, rule, ratio) to robust accuracy."""
+    scores = root / "tabular" / "scores"
+    scores.mkdir(parents=True, exist_ok=True)
     method = {
-        "spearman_unscored": 0.8,
+        "spearman_unscored": spearman,
         "wall_fraction_of_direct": 0.1,
         "cost": {"fraction_of_direct": 0.05},
     }
-    scores = root / "tabular" / "scores"
-    scores.mkdir(parents=True, exist_ok=True)
     summary = {"seed": seed, "methods": {"confidence": method, "knn": method}}
     (scores / f"seed{seed}.json").write_text(json.dumps(summary))
     runs = root / "tabular" / "runs" / f"seed{seed}"
@@ -37,31 +41,68 @@ def _write_seed(root, seed, robust):
 
 def _robust(rng):
     cells = {("none", "lowest", 0.0): rng.uniform(0.5, 0.6)}
-    for method in ("random", "confidence"):
+    for method in ("random", *COMPARED):
         for rule in ("lowest", "balanced"):
             for ratio in CONFIRM_RATIOS:
                 cells[method, rule, ratio] = rng.uniform(0.5, 0.6)
     return cells
 
 
-def test_confirmation_pools_both_seed_sets(tmp_path):
+def _cells(section, label, n):
+    return section.split(f"* - {label}\n")[1].splitlines()[:n]
+
+
+def _expect(cell, values):
+    assert cell.strip().startswith(f"- {values.mean():+.1f} [")
+    assert cell.endswith(f"{int((values > 0).sum())} of {len(values)} above")
+
+
+@pytest.fixture
+def roots(tmp_path):
     rng = np.random.default_rng(0)
     reported, confirm = tmp_path / "reproduce", tmp_path / "confirm"
-    assert confirmation_section(confirm, reported) is None
-    robust = {}
+    robust, spearman = {}, {}
     for root, seeds in ((reported, range(10, 15)), (confirm, range(20, 30))):
         for seed in seeds:
-            robust[seed] = _robust(rng)
-            _write_seed(root, seed, robust[seed])
+            robust[seed], spearman[seed] = _robust(rng), rng.uniform(0.5, 0.9)
+            _write_seed(root, seed, robust[seed], spearman[seed])
+    return reported, confirm, robust, spearman
+
+
+def _differences(robust, method, rule, ratio, base):
+    return np.array([100 * (r[method, rule, ratio] - r[base]) for r in robust.values()])
+
+
+def test_confirmation_pools_both_seed_sets(roots):
+    reported, confirm, robust, spearman = roots
     section = confirmation_section(confirm, reported)
-    key = ("confidence", "lowest", 0.7)
-    base = ("random", "lowest", 0.7)
-    d = np.array([100 * (r[key] - r[base]) for r in robust.values()])
-    first, second = d[:5], d[5:]
-    row = section.split("* - vs random, lowest removed, 70%\n")[1].splitlines()[:3]
-    for cell, values in zip(row, (first, second, d), strict=True):
-        assert cell.strip().startswith(f"- {values.mean():+.1f} [")
-        assert cell.endswith(f"{int((values > 0).sum())} of {len(values)} above")
+    d = _differences(robust, "confidence", "lowest", 0.7, ("random", "lowest", 0.7))
+    row = _cells(section, "vs random, lowest removed, 70%", 3)
+    for cell, values in zip(row, (d[:5], d[5:], d), strict=True):
+        _expect(cell, values)
+    # Against no pruning, on the same three views.
+    n = _differences(robust, "confidence", "balanced", 0.5, ("none", "lowest", 0.0))
+    row = _cells(section, "vs no pruning, lowest removed per class, 50%", 3)
+    for cell, values in zip(row, (n[:5], n[5:], n), strict=True):
+        _expect(cell, values)
     assert "seeds 10-14" in section and "seeds 20-29" in section
-    # The answers are taken over all fifteen seeds.
-    assert f"{d.mean():+.1f} points" in section.split("over all fifteen seeds:")[1]
+    # The default, the paper's kNN and direct DU over all fifteen seeds.
+    row = _cells(section, "lowest removed per class, 30%", 3)
+    for cell, method in zip(row, COMPARED, strict=True):
+        base = ("random", "balanced", 0.3)
+        _expect(cell, _differences(robust, method, "balanced", 0.3, base))
+    # The answers are taken over all fifteen seeds, fidelity included.
+    verdict = section.split("The answers, over all 15 seeds:")[1]
+    ci = f"{d.mean():+.1f} points ["
+    assert f"**Default vs random, lowest removed, 70%:** {ci}" in verdict
+    assert f"positive in {int((d > 0).sum())} of 15 seeds" in verdict
+    values = ", ".join(f"{spearman[s]:.2f}" for s in sorted(spearman))
+    assert f"(seeds {values})" in verdict
+
+
+def test_confirmation_needs_new_seeds(roots):
+    reported, confirm, robust, spearman = roots
+    assert confirmation_section(confirm / "absent", reported) is None
+    _write_seed(confirm, 12, robust[12], spearman[12])
+    with pytest.raises(ValueError, match=r"seeds \[12\]"):
+        confirmation_section(confirm, reported)
