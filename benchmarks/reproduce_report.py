@@ -722,9 +722,7 @@ def confirmation_section(confirm_root, reported_root):
             [
                 label,
                 *(
-                    _fmt_paired(t.paired("confidence", rule, ratio, base, "lowest"))
-                    if base == "none"
-                    else _fmt_paired(t.paired("confidence", rule, ratio, base))
+                    _fmt_paired(t.paired("confidence", rule, ratio, base))
                     for t in views.values()
                 ),
             ]
