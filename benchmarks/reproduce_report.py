@@ -739,6 +739,16 @@ def confirmation_section(confirm_root, reported_root):
             for ratio in CONFIRM_RATIOS
             for rule in RULES
         ]
+        by_rule = [
+            [
+                f"{ratio:.0%}",
+                *(
+                    _fmt_paired(pooled.paired(m, "balanced", ratio, m, "lowest"))
+                    for m in COMPARED
+                ),
+            ]
+            for ratio in CONFIRM_RATIOS
+        ]
         verdict = answers(name, pooled, {**first_scores, **scores}, CONFIRM_RATIOS)
         title = f"Confirmation, ``{name}``"
         parts.append(
@@ -755,6 +765,11 @@ of no pruning), in points: mean [95 % interval], and the seeds above 0.
 Beside the paper's kNN and direct DU, {everything}, minus random pruning:
 
 {_list_table(["pruned", *(LABELS[m] for m in COMPARED)], by_method)}
+
+Which rule, for the same scores: lowest removed per class minus lowest removed,
+{everything}:
+
+{_list_table(["pruned", *(LABELS[m] for m in COMPARED)], by_rule)}
 
 The answers, over {everything}:
 

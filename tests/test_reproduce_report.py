@@ -91,6 +91,11 @@ def test_confirmation_pools_both_seed_sets(roots):
     for cell, method in zip(row, COMPARED, strict=True):
         base = ("random", "balanced", 0.3)
         _expect(cell, _differences(robust, method, "balanced", 0.3, base))
+    # Per class minus lowest, for the same method's scores.
+    row = _cells(section, "70%", 3)
+    for cell, method in zip(row, COMPARED, strict=True):
+        base = (method, "lowest", 0.7)
+        _expect(cell, _differences(robust, method, "balanced", 0.7, base))
     # The answers are taken over all fifteen seeds, fidelity included.
     verdict = section.split("The answers, over all 15 seeds:")[1]
     ci = f"{d.mean():+.1f} points ["
