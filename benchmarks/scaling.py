@@ -4,7 +4,9 @@ On a 20,000-image synthetic digits pool (eps 0.2, PGD-5), score 200 to 5,000
 samples with the default strategy and with the paper's kNN, measure the Spearman
 correlation of each with dynamic uncertainty computed directly on the whole pool
 (on the samples the strategy did not score), and adversarially train on the real
-training digits plus the pool pruned by half, as in ``benchmarks/reproduce.py``::
+training digits plus the pool pruned by 50 % and by 70 % (lowest rule), as in
+``benchmarks/reproduce.py``; the direct reference and random pruning are trained
+at both ratios beside them::
 
     python -m benchmarks.scaling --jobs 2
 
@@ -33,6 +35,7 @@ OUT = RESULTS / "scaling"
 CACHE = OUT / "scores"
 SIZES = (200, 500, 1000, 2000, 5000)
 TRAINED_SIZES = (200, 1000, 5000)
+RATIOS = (0.5, 0.7)
 STRATEGIES = ("confidence", "knn")
 
 
@@ -56,15 +59,15 @@ def scores_of(config, data, seed, method, n_scored):
     return pruner.scores_, pruner.scored_mask_
 
 
-def train(config, data, seed, method, n_scored):
-    """Robust accuracy after training on real + the pool pruned by half."""
+def train(config, data, seed, method, n_scored, ratio):
+    """Robust accuracy after training on real + the pool pruned by ``ratio``."""
     _limit_threads(config)
     if method == "none":
         kept = np.ones(len(data.y_pool), dtype=bool)
     elif method == "random":
-        kept = select(random_scores(seed, len(data.y_pool)), 0.5)
+        kept = select(random_scores(seed, len(data.y_pool)), ratio)
     else:
-        kept = select(scores_of(config, data, seed, method, n_scored)[0], 0.5)
+        kept = select(scores_of(config, data, seed, method, n_scored)[0], ratio)
     clf = AdversarialClassifier(
         eps=config.eps,
         attack_steps=config.attack_steps,
@@ -88,6 +91,7 @@ def train(config, data, seed, method, n_scored):
         "seed": seed,
         "method": method,
         "n_scored": n_scored,
+        "prune_ratio": ratio,
         "robust_accuracy": robust,
         "clean_accuracy": float(clf.score(data.X_test, data.y_test)),
     }
@@ -101,6 +105,7 @@ def main(argv=None):
     parser.add_argument(
         "--trained-sizes", type=int, nargs="+", default=list(TRAINED_SIZES)
     )
+    parser.add_argument("--ratios", type=float, nargs="+", default=list(RATIOS))
     parser.add_argument("--final-epochs", type=int, default=None)
     parser.add_argument("--jobs", type=int, default=1)
     args = parser.parse_args(argv)
@@ -134,12 +139,13 @@ def main(argv=None):
         )
         rho = fidelity[-1]["spearman_unscored"]
         print(f"seed {seed} {method:<10} {size:>5} scored: {rho:.3f}", flush=True)
-    trainings = [
-        (seed, method, size)
+    trainings = [(seed, "none", 0, 0.0) for seed in args.seeds] + [
+        (seed, method, size, ratio)
         for seed in args.seeds
+        for ratio in args.ratios
         for method, sizes in (
-            ("none", (0,)),
             ("random", (0,)),
+            ("direct", (args.n_pool,)),
             *((m, args.trained_sizes) for m in STRATEGIES),
         )
         for size in sizes
@@ -153,6 +159,7 @@ def main(argv=None):
             "command": "python -m benchmarks.scaling " + shlex.join(sys.argv[1:]),
             "n_pool": args.n_pool,
             "seeds": args.seeds,
+            "ratios": args.ratios,
             "fidelity": fidelity,
             "downstream": downstream,
             "environment": environment(),
