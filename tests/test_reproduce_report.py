@@ -1,4 +1,4 @@
-"""The confirmation-seed section of docs/results.rst, from hand-made JSON."""
+"""Sections of docs/results.rst generated from hand-made JSON."""
 
 import json
 
@@ -10,7 +10,9 @@ pytest.importorskip("matplotlib")
 from benchmarks.reproduce_report import (  # noqa: E402
     COMPARED,
     CONFIRM_RATIOS,
+    LABELS,
     confirmation_section,
+    scaling_section,
 )
 
 
@@ -111,3 +113,71 @@ def test_confirmation_needs_new_seeds(roots):
     _write_seed(confirm, 12, robust[12], spearman[12])
     with pytest.raises(ValueError, match=r"seeds \[12\]"):
         confirmation_section(confirm, reported)
+
+
+def test_scaling_section_reports_every_ratio(tmp_path):
+    rng = np.random.default_rng(1)
+    seeds, sizes, ratios = (10, 11, 12), (200, 1000), (0.5, 0.7)
+    fidelity = [
+        {"seed": s, "method": m, "n_scored": n, "spearman_unscored": rng.uniform()}
+        for s in seeds
+        for m in ("confidence", "knn")
+        for n in sizes
+    ]
+    cells = [(s, "none", 0, 0.0) for s in seeds] + [
+        (s, m, n, q)
+        for s in seeds
+        for q in ratios
+        for m, columns in (
+            ("random", (0,)),
+            ("direct", (20_000,)),
+            ("confidence", sizes),
+            ("knn", sizes),
+        )
+        for n in columns
+    ]
+    downstream = [
+        {
+            "seed": s,
+            "method": m,
+            "n_scored": n,
+            "prune_ratio": q,
+            "robust_accuracy": rng.uniform(0.5, 0.8),
+        }
+        for s, m, n, q in cells
+    ]
+    result = {
+        "command": "python -m benchmarks.scaling",
+        "n_pool": 20_000,
+        "seeds": list(seeds),
+        "ratios": list(ratios),
+        "fidelity": fidelity,
+        "downstream": downstream,
+    }
+    (tmp_path / "scaling.json").write_text(json.dumps(result))
+    section = scaling_section(tmp_path, tmp_path, tmp_path)
+    assert (tmp_path / "scaling.png").exists()
+
+    def accuracy(method, size, ratio):
+        return {
+            r["seed"]: 100 * r["robust_accuracy"]
+            for r in downstream
+            if (r["method"], r["n_scored"], r["prune_ratio"]) == (method, size, ratio)
+        }
+
+    table_70 = section.split("Robust accuracy at 70 % pruning")[1]
+    default_70 = _cells(table_70, "confidence (default)", 2)
+    expected = np.mean(list(accuracy("confidence", 200, 0.7).values()))
+    assert default_70 == [f"     - {expected:.1f}", default_70[1]]
+    none = np.mean(list(accuracy("none", 0, 0.0).values()))
+    assert _cells(table_70, "no pruning", 1) == [f"     - {none:.1f}"]
+    random = accuracy("random", 0, 0.7)
+    for method, size, where in (("direct", 20_000, ""), ("knn", 1000, " at 1,000")):
+        d = np.array([v - random[s] for s, v in accuracy(method, size, 0.7).items()])
+        line = section.split(f"* **{LABELS[method]} vs random, 70 % pruned, points:** ")
+        assert (
+            line[1]
+            .splitlines()[0]
+            .count(f"{d.mean():+.1f}{where} ({int((d > 0).sum())} of 3 seeds above)")
+            == 1
+        )
