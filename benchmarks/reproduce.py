@@ -344,13 +344,31 @@ def run_path(out_dir, seed, method, rule, ratio):
     return out_dir / "runs" / f"seed{seed}" / f"{method}__{rule}__{ratio:.2f}.json"
 
 
-def train_and_evaluate(config, data, seed, method, rule, ratio, out_dir):
-    """One final adversarial training on real + kept pool; writes its JSON."""
+def train_and_evaluate(
+    config,
+    data,
+    seed,
+    method,
+    rule,
+    ratio,
+    out_dir,
+    *,
+    scores_dir=None,
+    training_seed=None,
+):
+    """One final adversarial training on real + kept pool; writes its JSON.
+
+    The pool is the one ``seed``'s scores in ``scores_dir`` (default
+    ``out_dir``) keep; the training and the evaluation's attack draw from
+    ``training_seed`` (default ``seed``).
+    """
     _limit_threads(config)
+    scores_dir = out_dir if scores_dir is None else scores_dir
+    training_seed = seed if training_seed is None else training_seed
     if method == "none":
         kept = np.ones(len(data.y_pool), dtype=bool)
     else:
-        with np.load(out_dir / "scores" / f"seed{seed}.npz") as vectors:
+        with np.load(scores_dir / "scores" / f"seed{seed}.npz") as vectors:
             scores = vectors[method]
         kept = select(
             scores,
@@ -371,7 +389,7 @@ def train_and_evaluate(config, data, seed, method, rule, ratio, out_dir):
         augment=RandomCropFlip() if config.augment else None,
         device=config.device,
         amp=config.amp,
-        random_state=seed,
+        random_state=training_seed,
     )
     started = time.perf_counter()
     clf.fit(X_train, y_train)
@@ -385,11 +403,12 @@ def train_and_evaluate(config, data, seed, method, rule, ratio, out_dir):
         steps=config.eval_steps,
         losses=("ce", "cw"),
         restarts=config.eval_restarts,
-        random_state=seed,
+        random_state=training_seed,
     )
     result = {
         "config": config.name,
         "seed": seed,
+        "training_seed": training_seed,
         "method": method,
         "rule": rule,
         "prune_ratio": ratio,
