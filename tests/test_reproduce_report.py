@@ -12,14 +12,15 @@ from benchmarks.reproduce_report import (  # noqa: E402
     CONFIRM_RATIOS,
     LABELS,
     confirmation_section,
+    retrain_section,
     scaling_section,
 )
 
 
-def _write_seed(root, seed, robust, spearman):
-    """One seed's score summary and final trainings; ``robust`` maps
-    (method, rule, ratio) to robust accuracy."""
-    scores = root / "tabular" / "scores"
+def _write_seed(root, seed, robust, spearman, config_dir="tabular"):
+    """One seed's score summary and final trainings under ``root /
+    config_dir``; ``robust`` maps (method, rule, ratio) to robust accuracy."""
+    scores = root / config_dir / "scores"
     scores.mkdir(parents=True, exist_ok=True)
     method = {
         "spearman_unscored": spearman,
@@ -28,7 +29,7 @@ def _write_seed(root, seed, robust, spearman):
     }
     summary = {"seed": seed, "methods": {"confidence": method, "knn": method}}
     (scores / f"seed{seed}.json").write_text(json.dumps(summary))
-    runs = root / "tabular" / "runs" / f"seed{seed}"
+    runs = root / config_dir / "runs" / f"seed{seed}"
     runs.mkdir(parents=True, exist_ok=True)
     for (name, rule, ratio), value in robust.items():
         run = {
@@ -113,6 +114,53 @@ def test_confirmation_needs_new_seeds(roots):
     _write_seed(confirm, 12, robust[12], spearman[12])
     with pytest.raises(ValueError, match=r"seeds \[12\]"):
         confirmation_section(confirm, reported)
+
+
+def test_retrain_section_reads_pools_on_the_mean_of_trainings(roots, tmp_path):
+    reported, confirm, robust, spearman = roots
+    retrain = tmp_path / "retrain"
+    assert retrain_section(retrain, reported, confirm) is None
+    rng = np.random.default_rng(2)
+    repeats = [{s: _robust(rng) for s in robust} for _ in range(2)]
+    for offset, repeat in zip((1000, 2000), repeats, strict=True):
+        for seed, cells in repeat.items():
+            _write_seed(retrain, seed, cells, 0.8, f"tabular/train{offset}")
+    section = retrain_section(retrain, reported, confirm)
+    trainings = [robust, *repeats]
+
+    def mean_difference(method, rule, ratio, base):
+        return np.mean(
+            [_differences(t, method, rule, ratio, base) for t in trainings], axis=0
+        )
+
+    base = ("random", "lowest", 0.7)
+    d = mean_difference("confidence", "lowest", 0.7, base)
+    one, three = _cells(
+        section, "confidence (default) vs random, lowest removed, 70%", 2
+    )
+    _expect(one, _differences(robust, "confidence", "lowest", 0.7, base))
+    _expect(three, d)
+    none = ("none", "lowest", 0.0)
+    _, three = _cells(
+        section, "confidence (default) vs no pruning, lowest removed per class, 50%", 2
+    )
+    _expect(three, mean_difference("confidence", "balanced", 0.5, none))
+    # Spreads: across seeds of one training, between trainings, of the means.
+    per_training = np.array(
+        [_differences(t, "confidence", "lowest", 0.7, base) for t in trainings]
+    ).T
+    expected = [
+        per_training[:, 0].std(ddof=1),
+        np.sqrt(per_training.var(axis=1, ddof=1).mean()),
+        d.std(ddof=1),
+    ]
+    cells = _cells(section.split("Where the spread")[1], "lowest removed, 70%", 3)
+    assert [float(c.split("- ")[1]) for c in cells] == pytest.approx(
+        expected, abs=0.005
+    )
+    assert f"**Default vs random, lowest removed, 70%:** {d.mean():+.1f} points [" in (
+        section
+    )
 
 
 def test_scaling_section_reports_every_ratio(tmp_path):
