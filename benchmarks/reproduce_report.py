@@ -27,6 +27,7 @@ from advprune.extrapolation import confidence_scores
 from .class_weight import paired_differences
 from .reproduce import CONFIGS, MAIN, METHODS, OTHERS, RULES
 from .retrain import RATIOS as RETRAIN_RATIOS
+from .retrain import plan as retrain_plan
 
 REPORT_COMMAND = "python -m benchmarks.reproduce --report"
 COST_TARGET = 0.15
@@ -41,7 +42,7 @@ LABELS = {
     "learned": "learned (ridge on embedding + series)",
 }
 # How the scaling study draws the methods that score no subset.
-SINGLE_VALUED = {
+REFERENCE_LINES = {
     "none": {"linestyle": ":", "color": "black"},
     "random": {"linestyle": "--", "color": "grey"},
     "direct": {"linestyle": "-.", "color": "tab:green"},
@@ -515,12 +516,14 @@ def scaling_section(scaling_dir, figure_dir, docs_dir):
     left.set_ylabel("Spearman vs direct DU (unscored)")
     left.legend(fontsize="small")
     header = ["method", *(f"{s:,} scored" for s in sizes)]
+    # No pruning, random and direct DU score no subset: a column of their own.
+    accuracy_header = [header[0], "no subset", *header[1:]]
     accuracy = []
     for ratio, ax in zip(ratios, rights, strict=True):
         table = _scaling_accuracy(result["downstream"], ratio, sizes, ax)
         accuracy.append(
             f"Robust accuracy at {100 * ratio:.0f} % pruning (lowest rule; mean "
-            f"over the seeds):\n\n{_list_table(header, table)}"
+            f"over the seeds):\n\n{_list_table(accuracy_header, table)}"
         )
     for ax in (left, *rights):
         ax.set_xscale("log")
@@ -555,7 +558,7 @@ def _scaling_accuracy(downstream, ratio, sizes, ax):
     """One ratio's robust accuracies: plotted on ``ax``, returned as table rows.
 
     The methods that score no subset (no pruning, random, direct DU) are one
-    value each: a horizontal line and a single cell.
+    value each: a horizontal line and a cell of the "no subset" column.
     """
     rows = []
     for method in sorted({r["method"] for r in downstream}):
@@ -565,10 +568,10 @@ def _scaling_accuracy(downstream, ratio, sizes, ax):
                 points[r["n_scored"]].append(100 * r["robust_accuracy"])
         if not points:
             continue
-        if method in SINGLE_VALUED:
+        if method in REFERENCE_LINES:
             value = np.mean(next(iter(points.values())))
-            ax.axhline(value, label=LABELS[method], **SINGLE_VALUED[method])
-            rows.append([LABELS[method], f"{value:.1f}"] + [""] * (len(sizes) - 1))
+            ax.axhline(value, label=LABELS[method], **REFERENCE_LINES[method])
+            rows.append([LABELS[method], f"{value:.1f}"] + [""] * len(sizes))
             continue
         xs = sorted(points)
         ax.errorbar(
@@ -580,7 +583,7 @@ def _scaling_accuracy(downstream, ratio, sizes, ax):
             label=LABELS[method],
         )
         rows.append(
-            [LABELS[method]]
+            [LABELS[method], ""]
             + [f"{np.mean(points[s]):.1f}" if s in points else "--" for s in sizes]
         )
     ax.set_xlabel("scored samples")
@@ -842,18 +845,28 @@ def retrain_section(retrain_root, reported_root, confirm_root):
         trainings = sorted((retrain_root / name).glob("train*"))
         if not trainings:
             continue
+        planned = {job[:4] for job in retrain_plan(name)}
+        # The single trainings of exactly the retrained pools.
         single = [
             run
             for root in (reported_root, confirm_root)
             for run in load_results(root / name)[0]
+            if _run_key(run) in planned
         ]
         repeats = [load_results(path)[0] for path in trainings]
-        mean = Table(_mean_runs([single, *repeats]), "robust_accuracy")
+        where = ["the reported runs", *(path.name for path in trainings)]
+        for place, runs in zip(where, [single, *repeats], strict=True):
+            if missing := planned - {_run_key(run) for run in runs}:
+                raise ValueError(
+                    f"{name}: {len(missing)} planned trainings missing in {place}."
+                )
+        means = _mean_runs([single, *repeats])
+        mean = Table(means, "robust_accuracy")
         tables = {
             "one training (as reported)": Table(single, "robust_accuracy"),
             f"mean of {1 + len(repeats)} trainings": mean,
         }
-        n_seeds = len({run["seed"] for run in _mean_runs([single, *repeats])})
+        n_seeds = len({run["seed"] for run in means})
         comparisons = [
             (m, rule, ratio, "random")
             for ratio in RETRAIN_RATIOS
@@ -915,28 +928,29 @@ The downstream answers, on the means of the trainings:
 One seed of the benchmark draws the scoring subset and run, the random pool,
 and the final training with its evaluation attack, each once. ``python -m
 benchmarks.retrain --config <name> --jobs 2`` (``benchmarks/retrain.py``,
-declared before it ran) trains every pool the reported seeds kept at
-{" and ".join(f"{q:.0%}" for q in RETRAIN_RATIOS)} twice more, with other
-training seeds and nothing scored again, so that a comparison can be read on
-pools rather than on single trainings. The single-training figures are those
-of the sections above.
+declared before it ran) trains the pools that the reported seeds kept at
+{" and ".join(f"{q:.0%}" for q in RETRAIN_RATIOS)} (both rules; the pools of {
+        ", ".join(LABELS[m] for m in ("none", *MAIN))
+    }) twice more, with other training seeds and nothing scored again, so that
+a comparison can be read on pools rather than on single trainings. The
+single-training figures are those of the sections above.
 
 {chr(10).join(parts)}"""
 
 
+def _run_key(run):
+    return run["seed"], run["method"], run["rule"], round(run["prune_ratio"], 4)
+
+
 def _mean_runs(trainings):
-    """One run per (seed, method, rule, ratio) trained in every list, its
-    robust accuracy the mean over the lists."""
+    """One run per (seed, method, rule, ratio), its robust accuracy the mean
+    over the lists, each of which must have trained it once."""
     values = defaultdict(list)
     for runs in trainings:
         for run in runs:
-            key = (
-                run["seed"],
-                run["method"],
-                run["rule"],
-                round(run["prune_ratio"], 4),
-            )
-            values[key].append(run["robust_accuracy"])
+            values[_run_key(run)].append(run["robust_accuracy"])
+    if any(len(v) != len(trainings) for v in values.values()):
+        raise ValueError("every pool must be trained once in every list.")
     return [
         {
             "seed": seed,
@@ -946,7 +960,6 @@ def _mean_runs(trainings):
             "robust_accuracy": float(np.mean(v)),
         }
         for (seed, method, rule, ratio), v in values.items()
-        if len(v) == len(trainings)
     ]
 
 
@@ -1030,7 +1043,7 @@ def write_report(results_root, docs_dir):
 The experiment of Nieth et al. (2024) as a benchmark anyone can rerun:
 adversarial training on the real training set plus a synthetic pool pruned by
 each strategy, at each prune ratio, over five seeds (ten more seeds rerun
-the main comparison at 30 to 70 %, and every pool kept at 50 and 70 % is
+the main comparison at 30 to 70 %, and its pools at 50 and 70 % are
 trained three times, below); clean and robust accuracy
 on the untouched real test split; the cost of every step; and how faithfully
 each strategy ranks the pool against dynamic uncertainty (DU) computed directly

@@ -23,39 +23,40 @@ benchmarks.reproduce --report`` puts it on the results page.
 """
 
 import argparse
-import shlex
-import sys
 
 from joblib import Parallel, delayed
 
-from ._common import RESULTS, environment, save_json
-from .reproduce import CONFIGS, DEFAULT_OUT, load_data, run_path, train_and_evaluate
+from ._common import RESULTS
+from .reproduce import (
+    CONFIGS,
+    DEFAULT_OUT,
+    MAIN,
+    RULES,
+    load_data,
+    run_path,
+    train_and_evaluate,
+)
 
 OUT = RESULTS / "retrain"
-CONFIRM = RESULTS / "confirm"
-# Where each reported seed's scores are: the first five, then the ten declared
-# confirmation seeds.
-SEED_SETS = ((DEFAULT_OUT, tuple(range(10, 15))), (CONFIRM, tuple(range(20, 30))))
+# The ten confirmation seeds declared in benchmarks/reproduce.py's docstring.
+CONFIRM = RESULTS / "confirm", tuple(range(20, 30))
 OFFSETS = (1000, 2000)
 RATIOS = (0.5, 0.7)
-METHODS = ("random", "confidence", "knn", "direct")
-RULES = ("lowest", "balanced")
 
 
 def plan(config_name):
     """Every (seed, method, rule, ratio, scores directory, offset) to train."""
-    jobs = []
-    for root, seeds in SEED_SETS:
-        for seed in seeds:
-            cells = [("none", "lowest", 0.0)] + [
-                (m, rule, q) for q in RATIOS for rule in RULES for m in METHODS
-            ]
-            jobs += [
-                (seed, *cell, root / config_name, offset)
-                for offset in OFFSETS
-                for cell in cells
-            ]
-    return jobs
+    cells = [("none", "lowest", 0.0)] + [
+        (m, rule, q) for q in RATIOS for rule in RULES for m in MAIN
+    ]
+    seed_sets = ((DEFAULT_OUT, CONFIGS[config_name].seeds), CONFIRM)
+    return [
+        (seed, *cell, root / config_name, offset)
+        for root, seeds in seed_sets
+        for seed in seeds
+        for offset in OFFSETS
+        for cell in cells
+    ]
 
 
 def out_dir(config_name, offset):
@@ -88,13 +89,6 @@ def main(argv=None):
             training_seed=seed + offset,
         )
         for seed, method, rule, ratio, scores_dir, offset in todo
-    )
-    save_json(
-        OUT / args.config / "invocation.json",
-        {
-            "command": "python -m benchmarks.retrain " + shlex.join(sys.argv[1:]),
-            "environment": environment(),
-        },
     )
 
 

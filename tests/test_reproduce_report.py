@@ -11,6 +11,8 @@ from benchmarks.reproduce_report import (  # noqa: E402
     COMPARED,
     CONFIRM_RATIOS,
     LABELS,
+    RETRAIN_RATIOS,
+    RULE_LABELS,
     confirmation_section,
     retrain_section,
     scaling_section,
@@ -121,11 +123,21 @@ def test_retrain_section_reads_pools_on_the_mean_of_trainings(roots, tmp_path):
     retrain = tmp_path / "retrain"
     assert retrain_section(retrain, reported, confirm) is None
     rng = np.random.default_rng(2)
-    repeats = [{s: _robust(rng) for s in robust} for _ in range(2)]
+    retrained = {("none", "lowest", 0.0)} | {
+        (m, rule, q)
+        for m in ("random", *COMPARED)
+        for rule in ("lowest", "balanced")
+        for q in RETRAIN_RATIOS
+    }
+    repeats = [
+        {s: {c: v for c, v in _robust(rng).items() if c in retrained} for s in robust}
+        for _ in range(2)
+    ]
     for offset, repeat in zip((1000, 2000), repeats, strict=True):
         for seed, cells in repeat.items():
             _write_seed(retrain, seed, cells, 0.8, f"tabular/train{offset}")
     section = retrain_section(retrain, reported, confirm)
+    assert "in points, 15 seeds:" in section
     trainings = [robust, *repeats]
 
     def mean_difference(method, rule, ratio, base):
@@ -133,34 +145,42 @@ def test_retrain_section_reads_pools_on_the_mean_of_trainings(roots, tmp_path):
             [_differences(t, method, rule, ratio, base) for t in trainings], axis=0
         )
 
-    base = ("random", "lowest", 0.7)
-    d = mean_difference("confidence", "lowest", 0.7, base)
-    one, three = _cells(
-        section, "confidence (default) vs random, lowest removed, 70%", 2
-    )
-    _expect(one, _differences(robust, "confidence", "lowest", 0.7, base))
-    _expect(three, d)
-    none = ("none", "lowest", 0.0)
-    _, three = _cells(
-        section, "confidence (default) vs no pruning, lowest removed per class, 50%", 2
-    )
-    _expect(three, mean_difference("confidence", "balanced", 0.5, none))
+    rows = [
+        (m, rule, q, ("random", rule, q))
+        for m in COMPARED
+        for rule in ("lowest", "balanced")
+        for q in RETRAIN_RATIOS
+    ] + [("confidence", rule, 0.5, ("none", "lowest", 0.0)) for rule in RULE_LABELS]
+    for m, rule, q, base in rows:
+        label = f"{LABELS[m]} vs {LABELS[base[0]]}, {RULE_LABELS[rule]}, {q:.0%}"
+        one, three = _cells(section, label, 2)
+        _expect(one, _differences(robust, m, rule, q, base))
+        _expect(three, mean_difference(m, rule, q, base))
     # Spreads: across seeds of one training, between trainings, of the means.
-    per_training = np.array(
-        [_differences(t, "confidence", "lowest", 0.7, base) for t in trainings]
-    ).T
-    expected = [
-        per_training[:, 0].std(ddof=1),
-        np.sqrt(per_training.var(axis=1, ddof=1).mean()),
-        d.std(ddof=1),
-    ]
-    cells = _cells(section.split("Where the spread")[1], "lowest removed, 70%", 3)
-    assert [float(c.split("- ")[1]) for c in cells] == pytest.approx(
-        expected, abs=0.005
-    )
+    spreads = section.split("Where the spread")[1]
+    for rule in ("lowest", "balanced"):
+        for q in RETRAIN_RATIOS:
+            base = ("random", rule, q)
+            d = np.array(
+                [_differences(t, "confidence", rule, q, base) for t in trainings]
+            ).T
+            expected = [
+                d[:, 0].std(ddof=1),
+                np.sqrt(d.var(axis=1, ddof=1).mean()),
+                d.mean(axis=1).std(ddof=1),
+            ]
+            cells = _cells(spreads, f"{RULE_LABELS[rule]}, {q:.0%}", 3)
+            assert [float(c.split("- ")[1]) for c in cells] == pytest.approx(
+                expected, abs=0.005
+            )
+    d = mean_difference("confidence", "lowest", 0.7, ("random", "lowest", 0.7))
     assert f"**Default vs random, lowest removed, 70%:** {d.mean():+.1f} points [" in (
         section
     )
+    # A retrained pool missing is an error, not a smaller table.
+    next((retrain / "tabular" / "train2000" / "runs").glob("seed2*/knn__*")).unlink()
+    with pytest.raises(ValueError, match="1 planned trainings missing in train2000"):
+        retrain_section(retrain, reported, confirm)
 
 
 def test_scaling_section_reports_every_ratio(tmp_path):
@@ -213,19 +233,31 @@ def test_scaling_section_reports_every_ratio(tmp_path):
             if (r["method"], r["n_scored"], r["prune_ratio"]) == (method, size, ratio)
         }
 
-    table_70 = section.split("Robust accuracy at 70 % pruning")[1]
-    default_70 = _cells(table_70, "confidence (default)", 2)
-    expected = np.mean(list(accuracy("confidence", 200, 0.7).values()))
-    assert default_70 == [f"     - {expected:.1f}", default_70[1]]
-    none = np.mean(list(accuracy("none", 0, 0.0).values()))
-    assert _cells(table_70, "no pruning", 1) == [f"     - {none:.1f}"]
-    random = accuracy("random", 0, 0.7)
-    for method, size, where in (("direct", 20_000, ""), ("knn", 1000, " at 1,000")):
-        d = np.array([v - random[s] for s, v in accuracy(method, size, 0.7).items()])
-        line = section.split(f"* **{LABELS[method]} vs random, 70 % pruned, points:** ")
-        assert (
-            line[1]
-            .splitlines()[0]
-            .count(f"{d.mean():+.1f}{where} ({int((d > 0).sum())} of 3 seeds above)")
-            == 1
-        )
+    def mean(method, size, ratio):
+        return f"     - {np.mean(list(accuracy(method, size, ratio).values())):.1f}"
+
+    for ratio in ratios:
+        table = section.split(f"Robust accuracy at {100 * ratio:.0f} % pruning")[1]
+        # Strategies per scored size; the references in the "no subset" column.
+        assert _cells(table, "confidence (default)", 3) == [
+            "     - ",
+            mean("confidence", 200, ratio),
+            mean("confidence", 1000, ratio),
+        ]
+        assert _cells(table, "random", 2) == [mean("random", 0, ratio), "     - "]
+        direct = _cells(table, "DU direct (whole pool)", 1)
+        assert direct == [mean("direct", 20_000, ratio)]
+        assert _cells(table, "no pruning", 1) == [mean("none", 0, 0.0)]
+        for method, size, base, where in (
+            ("direct", 20_000, "random", ""),
+            ("knn", 1000, "random", " at 1,000"),
+            ("confidence", 200, "none", " at 200"),
+        ):
+            reference = accuracy(base, 0, ratio if base == "random" else 0.0)
+            d = np.array(
+                [v - reference[s] for s, v in accuracy(method, size, ratio).items()]
+            )
+            head = f"* **{LABELS[method]} vs {LABELS[base]}, {100 * ratio:.0f} % "
+            line = section.split(head + "pruned, points:** ")[1].splitlines()[0]
+            expected = f"{d.mean():+.1f}{where} ({int((d > 0).sum())} of 3 seeds above)"
+            assert line.count(expected) == 1
