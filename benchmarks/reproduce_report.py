@@ -860,11 +860,12 @@ def retrain_section(retrain_root, reported_root, confirm_root):
                 raise ValueError(
                     f"{name}: {len(missing)} planned trainings missing in {place}."
                 )
+        per_training = [Table(runs, "robust_accuracy") for runs in [single, *repeats]]
         means = _mean_runs([single, *repeats])
         mean = Table(means, "robust_accuracy")
         tables = {
-            "one training (as reported)": Table(single, "robust_accuracy"),
-            f"mean of {1 + len(repeats)} trainings": mean,
+            "one training (as reported)": per_training[0],
+            f"mean of {len(per_training)} trainings": mean,
         }
         n_seeds = len({run["seed"] for run in means})
         comparisons = [
@@ -883,7 +884,7 @@ def retrain_section(retrain_root, reported_root, confirm_root):
         spread = [
             [
                 f"{RULE_LABELS[rule]}, {ratio:.0%}",
-                *_spreads(single, repeats, rule, ratio),
+                *_spreads(per_training, rule, ratio),
             ]
             for ratio in RETRAIN_RATIOS
             for rule in RULES
@@ -963,30 +964,18 @@ def _mean_runs(trainings):
     ]
 
 
-def _spreads(single, repeats, rule, ratio):
+def _spreads(per_training, rule, ratio):
     """SDs of the default-minus-random difference: across seeds (one training),
-    between trainings of the same pools, and of the per-seed means."""
-    per_training = [Table(runs, "robust_accuracy") for runs in [single, *repeats]]
-    seeds = sorted(
-        set.intersection(
-            *(
-                set(t.get("confidence", rule, ratio))
-                & set(t.get("random", rule, ratio))
-                for t in per_training
-            )
-        )
-    )
-    if len(seeds) < 2:
-        return ["--"] * 3
+    between trainings of the same pools, and of the per-seed means.
+
+    ``per_training`` holds one :class:`Table` per training of the same pools,
+    so each one's paired differences cover the same seeds in the same order.
+    """
     d = np.array(
-        [
-            [
-                t.get("confidence", rule, ratio)[s] - t.get("random", rule, ratio)[s]
-                for t in per_training
-            ]
-            for s in seeds
-        ]
-    )
+        [t.paired("confidence", rule, ratio, "random") for t in per_training]
+    ).T
+    if len(d) < 2:
+        return ["--"] * 3
     return [
         f"{d[:, 0].std(ddof=1):.2f}",
         f"{np.sqrt(d.var(axis=1, ddof=1).mean()):.2f}",
