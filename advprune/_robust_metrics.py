@@ -258,8 +258,12 @@ def robust_accuracy(
     eps = clf.eps if eps is None else eps
     norm = clf.norm if norm is None else norm
     bounds = check_bounds(clf.bounds)
-    generator = torch_generator(random_state)
     model, device = clf.module_.eval(), clf.device_
+    # PGD's random starts are drawn on the device that attacks; AutoAttack
+    # takes one seed, drawn on the CPU.
+    generator = torch_generator(
+        random_state, device=device if attack == "pgd" else "cpu"
+    )
     if attack == "pgd":
         survive = _pgd_survivors(
             model, eps, norm, steps, step_size, losses, restarts, bounds, generator

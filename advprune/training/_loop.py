@@ -16,7 +16,7 @@ from ..models import _fingerprint
 from ._augment import stable_identity
 from ._batches import batch_slices
 from ._checkpoint import _Checkpoint
-from ._device import resolve_device, torch_generator
+from ._device import resolve_device, to_device, torch_generator
 from ._distributed import (
     GradientWeights,
     broadcast_buffers,
@@ -43,7 +43,11 @@ class AdversarialTrainer:
     Parameters
     ----------
     model : torch.nn.Module
-        Maps a batch of inputs to logits. Trained in place.
+        Maps a batch of inputs to logits. Trained in place. With ``amp`` on a
+        CUDA device its 4-D weights are first put in channels-last memory
+        format, the layout tensor-core convolutions run in (PGD-10 training
+        of a PreAct-ResNet-18 ran 19 % faster on an H200), which changes no
+        value.
     method : {"pgd", "trades", "standard"}, default="pgd"
         ``"pgd"``: PGD adversarial training (Madry et al. 2018), cross-entropy
         on PGD inputs. ``"trades"``: TRADES (Zhang et al. 2019), cross-entropy
@@ -108,6 +112,12 @@ class AdversarialTrainer:
         What the differentiated forward passes run through: ``model``, or
         during a data-parallel run ``model`` in
         :class:`~torch.nn.parallel.DistributedDataParallel`.
+    generator_ : torch.Generator
+        Draws the batch order (and the augmentation), on the CPU.
+    attack_generator_ : torch.Generator
+        Draws the training attack's random starts on the training device:
+        ``generator_`` itself on the CPU; on a GPU a generator of its own,
+        seeded alike, so that the starts are drawn where they are used.
 
     Notes
     -----
@@ -235,7 +245,7 @@ class AdversarialTrainer:
         x, y : torch.Tensor
             A batch on the training device.
         generator : torch.Generator or None
-            Random starts; ``None`` uses the trainer's own generator.
+            Random starts; ``None`` uses the trainer's ``attack_generator_``.
         loss : {"ce", "cw"} or callable, default="ce"
         steps : int or None, default=None
             PGD steps; ``None`` uses ``attack_steps`` (and ``step_size``),
@@ -248,7 +258,7 @@ class AdversarialTrainer:
             starts it and the generator stays the same in every process.
             During a training step it is the step's batch; ``None`` otherwise.
         """
-        generator = self.generator_ if generator is None else generator
+        generator = self.attack_generator_ if generator is None else generator
         if of_batch is None:
             of_batch = getattr(self, "_of_batch", None)
         start = True
@@ -467,7 +477,18 @@ class AdversarialTrainer:
         seeds = torch_generator(self.random_state)
         train_seed, record_seed = torch.randint(2**62, (2,), generator=seeds).tolist()
         self.generator_ = torch.Generator().manual_seed(train_seed)
+        # A CPU generator would draw a GPU batch's random starts on one host
+        # thread (15 ms for 512 CIFAR-sized images) and copy them over.
+        self.attack_generator_ = (
+            self.generator_
+            if self.device_.type == "cpu"
+            else torch_generator(train_seed, device=self.device_)
+        )
         self.model.to(self.device_)
+        if self.device_.type == "cuda" and self.amp_:
+            # Tensor-core convolutions run on channels-last data (docs/gpu.rst
+            # has the measurement).
+            self.model.to(memory_format=torch.channels_last)
         self.network_ = self._wrap(self.model)
         self._of_batch = None
         self.optimizer_ = self._make_optimizer()
@@ -654,7 +675,8 @@ class AdversarialTrainer:
                 # reduction: a stand-in row, its gradient weighted 0, unattacked.
                 stand_in = indices[:1]
                 logits, loss = self.train_step(
-                    X[stand_in].to(self.device_), y[stand_in].to(self.device_)
+                    to_device(X[stand_in], self.device_),
+                    to_device(y[stand_in], self.device_),
                 )
                 logits, loss = logits[:0], loss.detach() * 0
                 yb = yb[:0]
@@ -686,12 +708,12 @@ class AdversarialTrainer:
         rows = torch.from_numpy(self.shard(len(indices)))
         if self.augment is None:
             selected = indices[rows] if self.world_size_ > 1 else indices
-            xb = X[selected].to(self.device_, non_blocking=True)
-            return xb, y[selected].to(self.device_, non_blocking=True)
-        xb = X[indices].to(self.device_, non_blocking=True)
-        xb = self.augment(xb, self.generator_)
-        rows = rows.to(self.device_)
-        return xb[rows], y[indices].to(self.device_, non_blocking=True)[rows]
+            return to_device(X[selected], self.device_), to_device(
+                y[selected], self.device_
+            )
+        xb = self.augment(to_device(X[indices], self.device_), self.generator_)
+        rows = to_device(rows, self.device_)
+        return xb[rows], to_device(y[indices], self.device_)[rows]
 
 
 def _by_value(value):

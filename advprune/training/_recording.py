@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from .._progress import progress_bar
 from ._batches import batch_slices
-from ._device import torch_generator
+from ._device import read_batches, torch_generator
 
 __all__ = ["Callback", "Dynamics", "EpochRecorder", "OnlineRecorder"]
 
@@ -189,7 +189,7 @@ class EpochRecorder(_Recorder):
     attack_steps : int or None, default=None
         PGD steps of the recording's attack; ``None`` uses the trainer's.
     random_state : int or None, default=None
-        Seed of the attack's random starts.
+        Seed of the attack's random starts, drawn on the training device.
 
     Examples
     --------
@@ -221,20 +221,23 @@ class EpochRecorder(_Recorder):
 
     def on_train_begin(self, trainer, X=None, y=None, **kwargs):
         self._X, self._y = X, y
-        self._generator = torch_generator(self.random_state)
+        self._generator = torch_generator(self.random_state, device=trainer.device_)
         self._allocate(trainer, trainer.n_classes_, ("adversarial", "clean"))
 
     def on_epoch_end(self, trainer, epoch=None, **kwargs):
         model = trainer.model
-        for batch, positions in eval_batches(
+
+        def read(positions):
+            rows = torch.as_tensor(self.indices[positions])
+            return self._X[rows], self._y[rows]
+
+        for batch, positions, (xb, yb) in eval_batches(
             trainer,
             len(self.indices),
             trainer.batch_size,
             f"recording epoch {epoch + 1}",
+            read,
         ):
-            rows = torch.as_tensor(self.indices[positions])
-            xb = self._X[rows].to(trainer.device_, non_blocking=True)
-            yb = self._y[rows].to(trainer.device_, non_blocking=True)
             x_adv = trainer.attack(
                 xb,
                 yb,
@@ -306,21 +309,29 @@ class OnlineRecorder(_Recorder):
         )
 
 
-def eval_batches(trainer, n, batch_size, desc):
+def eval_batches(trainer, n, batch_size, desc, read):
     """The batches of a pass over ``n`` samples with the model in eval mode
     after an epoch, under a progress bar named ``desc``: yields ``(batch,
-    mine)``, the batch's positions in ``range(n)`` and this process's share of
-    them (all of them in one process). The model's mode is restored at the end.
+    mine, data)``, the batch's positions in ``range(n)``, this process's share
+    of them (all of them in one process) and ``read(mine)`` on the training
+    device, read ahead of the device by :func:`read_batches`. The model's mode
+    is restored at the end.
     """
     model = trainer.model
     was_training = model.training
     model.eval()
+    batches = [
+        np.arange(start, min(start + batch_size, n))
+        for start in range(0, n, batch_size)
+    ]
+    shares = [batch[trainer.shard(len(batch))] for batch in batches]
     with progress_bar(
         total=n, desc=desc, unit="sample", verbose=trainer.verbose, leave=False
     ) as bar:
-        for start in range(0, n, batch_size):
-            batch = np.arange(start, min(start + batch_size, n))
-            yield batch, batch[trainer.shard(len(batch))]
+        for batch, mine, data in zip(
+            batches, shares, read_batches(read, shares, trainer.device_), strict=True
+        ):
+            yield batch, mine, data
             bar.update(len(batch))
     model.train(was_training)
 

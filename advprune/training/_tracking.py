@@ -28,8 +28,10 @@ class PoolTracker(Callback):
 
     The pool is read ``batch_size`` rows at a time: a read-only ``np.memmap``
     or an :class:`advprune.datasets.ImageArray` of millions of samples is never
-    loaded whole. The recording is part of the trainer's checkpoint, so an
-    interrupted run resumes with it.
+    loaded whole. On a GPU, host threads read the next batches while the
+    device works (as :func:`~advprune.training.batched_forward` does), and
+    the probabilities are copied back once per pass. The recording is part
+    of the trainer's checkpoint, so an interrupted run resumes with it.
 
     Parameters
     ----------
@@ -49,8 +51,8 @@ class PoolTracker(Callback):
     batch_size : int, default=1024
         Rows per forward pass.
     random_state : int, RandomState or None, default=None
-        Seeds the attack's random starts (its own stream: tracking never
-        changes the training run).
+        Seeds the attack's random starts, drawn on the training device (its
+        own stream: tracking never changes the training run).
 
     Attributes
     ----------
@@ -108,7 +110,7 @@ class PoolTracker(Callback):
         self.adversarial_ = (
             np.full(len(self.y), np.nan, np.float32) if self.adversarial else None
         )
-        self._generator = torch_generator(self.random_state)
+        self._generator = torch_generator(self.random_state, device=trainer.device_)
         self.seconds_ = 0.0
 
     def on_epoch_end(self, trainer, epoch=None, **kwargs):
@@ -116,19 +118,17 @@ class PoolTracker(Callback):
         if slot == len(self.epochs_) or self.epochs_[slot] != epoch:
             return
         started = time.perf_counter()
-        device = trainer.device_
         attack = self.adversarial and epoch == trainer.epochs - 1
-        for batch, rows in eval_batches(
+        clean, adversarial = [], []
+        for batch, rows, (xb, yb) in eval_batches(
             trainer,
             len(self.y),
             self.batch_size,
             f"tracking the pool, epoch {epoch + 1}",
+            lambda rows: (np.asarray(self.X[rows], dtype=np.float32), self.y[rows]),
         ):
-            xb = torch.from_numpy(np.array(self.X[rows], dtype=np.float32))
-            xb = xb.to(device, non_blocking=True)
-            yb = torch.from_numpy(self.y[rows]).to(device)
             if len(rows):
-                self.series_[slot, rows] = self._true_probability(trainer, xb, yb)
+                clean.append((rows, self._true_probability(trainer, xb, yb)))
             if attack:
                 x_adv = trainer.attack(
                     xb,
@@ -138,7 +138,15 @@ class PoolTracker(Callback):
                     of_batch=len(batch) if trainer.world_size_ > 1 else None,
                 )
                 if len(rows):
-                    self.adversarial_[rows] = self._true_probability(trainer, x_adv, yb)
+                    adversarial.append(
+                        (rows, self._true_probability(trainer, x_adv, yb))
+                    )
+        # Copied back once the whole pass is queued: a copy per batch would
+        # hold the host until the device caught up.
+        for rows, probability in clean:
+            self.series_[slot, rows] = probability.cpu().numpy()
+        for rows, probability in adversarial:
+            self.adversarial_[rows] = probability.cpu().numpy()
         self.seconds_ += time.perf_counter() - started
 
     def recorded_arrays(self, epoch):
@@ -156,7 +164,7 @@ class PoolTracker(Callback):
         with trainer.autocast():
             logits = trainer.model(x)
         probas = F.softmax(logits.float(), dim=1)
-        return probas.gather(1, y[:, None])[:, 0].cpu().numpy()
+        return probas.gather(1, y[:, None])[:, 0]
 
     def state_dict(self):
         """The recording so far (for the trainer's checkpoint), with a key of
