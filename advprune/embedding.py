@@ -166,40 +166,63 @@ def embed(fitted, X, *, batch_size=512, device="cpu", progress=None, out=None):
     (3, 4)
     """
     n = len(X)
+    if isinstance(fitted, torch.nn.Module):
+        return _embed_by_module(
+            fitted, X, batch_size, resolve_device(device), progress, out
+        )
     if isinstance(fitted, str):
         E = np.asarray(X, dtype=np.float32).reshape(n, -1)
     elif _is_transformer(fitted):
         E = fitted.transform(np.asarray(X, dtype=np.float32).reshape(n, -1))
-    elif isinstance(fitted, torch.nn.Module):
-        device = resolve_device(device)
-        E = batched_forward(
-            fitted.to(device),
-            X,
-            batch_size=batch_size,
-            device=device,
-            transform=lambda module, x: module(x).flatten(1),
-            progress=progress,
-            out=out,
-        )
-        fitted.cpu()
     else:
         E = fitted(X)
-    if progress is not None and not isinstance(fitted, torch.nn.Module):
+    if progress is not None:
         progress.update(n)
     E = np.asarray(E, dtype=np.float32)
-    if E.ndim == 0 or len(E) != n:
-        raise ValueError(
-            f"embedding must return one row per sample: {n} rows; got an array of "
-            f"shape {E.shape}."
-        )
+    _check_rows(E, n)
     E = E.reshape(n, -1)
     if not np.isfinite(E).all():
         raise ValueError("The embedding produced NaN or infinite features.")
     if out is None:
         return E
-    if not np.may_share_memory(E, out):
-        out[...] = E
+    out[...] = E
     return out
+
+
+def _embed_by_module(module, X, batch_size, device, progress, out):
+    """``embed`` by a network, batch by batch into ``out``; each batch's
+    features are checked on the device (a check of the whole output at the
+    end would hold a mask as large as a quarter of it)."""
+    finite = []
+
+    def features(module, x):
+        f = module(x)
+        _check_rows(f, len(x))
+        f = f.reshape(len(x), -1)
+        finite.append(torch.isfinite(f).all())
+        return f
+
+    E = batched_forward(
+        module.to(device),
+        X,
+        batch_size=batch_size,
+        device=device,
+        transform=features,
+        progress=progress,
+        out=out,
+    )
+    module.cpu()
+    if not torch.stack(finite).all():
+        raise ValueError("The embedding produced NaN or infinite features.")
+    return E
+
+
+def _check_rows(E, n):
+    if E.ndim == 0 or len(E) != n:
+        raise ValueError(
+            f"embedding must return one row per sample: {n} rows; got an array of "
+            f"shape {tuple(E.shape)}."
+        )
 
 
 class EmbeddedRows:
@@ -281,6 +304,11 @@ class _Rows:
             self.rows = np.arange(*rows.indices(len(X)))
         else:
             rows = np.asarray(rows)
+            if rows.dtype == bool and len(rows) != len(X):
+                raise IndexError(
+                    f"boolean index of length {len(rows)} does not match the "
+                    f"{len(X)} rows."
+                )
             self.rows = np.flatnonzero(rows) if rows.dtype == bool else rows
 
     def __len__(self):

@@ -918,14 +918,16 @@ default="model"
                     out=out,
                     **self._embedding_kwargs(),
                 )
-            E = EmbeddedRows(
-                X, self.embedding_, progress=bar, **self._embedding_kwargs()
-            )
-            if out is None:
-                out = np.empty(E.shape, dtype=np.float32)
             for start in range(0, X.shape[0], self.chunk_size):
-                rows = slice(start, start + self.chunk_size)
-                out[rows] = E[rows]
+                E = embed(
+                    self.embedding_,
+                    X[start : start + self.chunk_size],
+                    progress=bar,
+                    **self._embedding_kwargs(),
+                )
+                if out is None:
+                    out = np.empty((X.shape[0], E.shape[1]), dtype=np.float32)
+                out[start : start + len(E)] = E
         return out
 
     def __sklearn_tags__(self):

@@ -414,7 +414,7 @@ def profile(sizes, device, flops_per_image):
         "convolution_tflops": (
             flops_per_image * len(X) / convolutions / 1e12 if convolutions else None
         ),
-        "top_kernels": [[name[:120], seconds] for name, seconds in top],
+        "top_kernels": [[name, seconds] for name, seconds in top],
     }
 
 

@@ -271,15 +271,15 @@ def _check_rows(rows):
 
 def _consecutive_as_slice(rows, n):
     """An index array of consecutive rows in ``range(n)`` as the slice it
-    selects (one block read instead of ``_GATHER_ROWS`` at a time, at twice
-    the speed); any other index as it is."""
+    selects (one block read instead of ``_GATHER_ROWS`` at a time; see
+    docs/gpu.rst); any other index as it is."""
     if (
         isinstance(rows, np.ndarray)
         and rows.dtype.kind in "iu"
         and rows.size > 1
         and rows[0] >= 0
         and rows[-1] < n
-        and rows[-1] - rows[0] + 1 == rows.size
+        and int(rows[-1]) - int(rows[0]) + 1 == rows.size
         and (np.diff(rows) == 1).all()
     ):
         return slice(int(rows[0]), int(rows[-1]) + 1)

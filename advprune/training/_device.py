@@ -3,6 +3,7 @@
 import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from itertools import islice
 from numbers import Integral
 
@@ -142,13 +143,13 @@ def read_batches(read, items, device, n_workers=None):
         parts = read(item)
         single = not isinstance(parts, tuple)
         parts = [_host_tensor(part) for part in ((parts,) if single else parts)]
-        if pin:
+        if pin:  # in the reading thread; to_device then finds them pinned
             parts = [part.pin_memory() for part in parts]
         return single, parts
 
     def moved(loaded):
         single, parts = loaded
-        parts = tuple(part.to(device, non_blocking=pin) for part in parts)
+        parts = tuple(to_device(part, device) for part in parts)
         return parts[0] if single else parts
 
     if n_workers == 0:
@@ -170,11 +171,13 @@ def read_batches(read, items, device, n_workers=None):
 
 
 def _host_tensor(part):
-    """A CPU tensor of ``part``, sharing a writable numpy array's memory."""
+    """A CPU tensor of ``part``: a numpy array's own memory where the array
+    owns it (a batch just read or converted), else a copy, so that nothing
+    run on the batch can change the caller's data."""
     if isinstance(part, torch.Tensor):
         return part
     array = np.asarray(part)
-    if not array.flags.writeable:  # a read-only memory map's rows, say
+    if array.base is not None or not array.flags.writeable:
         array = array.copy()
     return torch.from_numpy(array)
 
@@ -234,6 +237,12 @@ def batched_forward(
     """
     if len(X) == 0:
         raise ValueError("X must contain at least one sample.")
+    if (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, Integral)
+        or batch_size < 1
+    ):
+        raise ValueError(f"batch_size must be an int >= 1; got {batch_size!r}.")
     if n_workers is not None and (
         isinstance(n_workers, bool)
         or not isinstance(n_workers, Integral)
@@ -259,20 +268,15 @@ def batched_forward(
         if progress is not None:
             progress.update(len(result))
 
-    for batch, rows in zip(
-        read_batches(
-            lambda rows: np.asarray(X[rows], dtype=np.float32),
-            slices,
-            device,
-            n_workers,
-        ),
-        slices,
-        strict=True,
-    ):
-        result = model(batch) if transform is None else transform(model, batch)
-        # The last batch's output is copied back once this one is queued.
-        if running is not None:
-            collect(*running)
-        running = result, rows
+    batches = read_batches(
+        lambda rows: np.asarray(X[rows], dtype=np.float32), slices, device, n_workers
+    )
+    with closing(batches):  # an error in the model stops the readers
+        for batch, rows in zip(batches, slices, strict=True):
+            result = model(batch) if transform is None else transform(model, batch)
+            # The last batch's output is copied back once this one is queued.
+            if running is not None:
+                collect(*running)
+            running = result, rows
     collect(*running)
     return out

@@ -45,9 +45,8 @@ class AdversarialTrainer:
     model : torch.nn.Module
         Maps a batch of inputs to logits. Trained in place. With ``amp`` on a
         CUDA device its 4-D weights are first put in channels-last memory
-        format, the layout tensor-core convolutions run in (PGD-10 training
-        of a PreAct-ResNet-18 ran 19 % faster on an H200), which changes no
-        value.
+        format, the layout tensor-core convolutions run in (faster training;
+        docs/gpu.rst has the measurement), which changes no value.
     method : {"pgd", "trades", "standard"}, default="pgd"
         ``"pgd"``: PGD adversarial training (Madry et al. 2018), cross-entropy
         on PGD inputs. ``"trades"``: TRADES (Zhang et al. 2019), cross-entropy
@@ -478,7 +477,7 @@ class AdversarialTrainer:
         train_seed, record_seed = torch.randint(2**62, (2,), generator=seeds).tolist()
         self.generator_ = torch.Generator().manual_seed(train_seed)
         # A CPU generator would draw a GPU batch's random starts on one host
-        # thread (15 ms for 512 CIFAR-sized images) and copy them over.
+        # thread and copy them over (docs/gpu.rst).
         self.attack_generator_ = (
             self.generator_
             if self.device_.type == "cpu"

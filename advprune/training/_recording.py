@@ -1,6 +1,7 @@
 """Callbacks of the training loop: the recorders of training dynamics and the
 progress bar."""
 
+from contextlib import closing
 from dataclasses import dataclass
 
 import numpy as np
@@ -315,7 +316,7 @@ def eval_batches(trainer, n, batch_size, desc, read):
     mine, data)``, the batch's positions in ``range(n)``, this process's share
     of them (all of them in one process) and ``read(mine)`` on the training
     device, read ahead of the device by :func:`read_batches`. The model's mode
-    is restored at the end.
+    is restored at the end, or when the pass stops early.
     """
     model = trainer.model
     was_training = model.training
@@ -325,15 +326,19 @@ def eval_batches(trainer, n, batch_size, desc, read):
         for start in range(0, n, batch_size)
     ]
     shares = [batch[trainer.shard(len(batch))] for batch in batches]
-    with progress_bar(
-        total=n, desc=desc, unit="sample", verbose=trainer.verbose, leave=False
-    ) as bar:
-        for batch, mine, data in zip(
-            batches, shares, read_batches(read, shares, trainer.device_), strict=True
+    reads = read_batches(read, shares, trainer.device_)
+    try:
+        with (
+            progress_bar(
+                total=n, desc=desc, unit="sample", verbose=trainer.verbose, leave=False
+            ) as bar,
+            closing(reads),
         ):
-            yield batch, mine, data
-            bar.update(len(batch))
-    model.train(was_training)
+            for batch, mine, data in zip(batches, shares, reads, strict=True):
+                yield batch, mine, data
+                bar.update(len(batch))
+    finally:
+        model.train(was_training)
 
 
 class _ProgressBar(Callback):
