@@ -123,8 +123,9 @@ def to_device(tensor, device):
 def read_batches(read, items, device, n_workers=None):
     """Yield ``read(item)`` on ``device`` for each of ``items``, in order.
 
-    ``read`` returns an array or tensor, or a tuple of them; numpy arrays
-    become tensors as they are (so a float32 batch should be read as one).
+    ``read`` returns an array or tensor, or a tuple of them; a numpy array
+    becomes a tensor of its own memory where it owns it, else of a copy (so
+    a float32 batch should be read as one).
     On a CUDA device the copies go through pinned memory without blocking
     the host, and ``n_workers`` threads (``None``: ``_READ_AHEAD_THREADS``,
     at most one per core; elsewhere none) read up to twice their number of
