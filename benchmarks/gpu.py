@@ -153,18 +153,19 @@ def synchronize(device):
         torch.cuda.synchronize(device)
 
 
-def timed(function, device, repeats):
-    """Median wall time of ``function()`` over ``repeats`` runs after one
-    warm-up run, synchronising the device around each."""
+def once(function, device):
+    """Wall seconds of one run of ``function()``, the device synchronised."""
+    synchronize(device)
+    started = time.perf_counter()
     function()
-    times = []
-    for _ in range(repeats):
-        synchronize(device)
-        started = time.perf_counter()
-        function()
-        synchronize(device)
-        times.append(time.perf_counter() - started)
-    return float(np.median(times))
+    synchronize(device)
+    return time.perf_counter() - started
+
+
+def timed(function, device, repeats):
+    """Median of :func:`once` over ``repeats`` runs after one warm-up run."""
+    function()
+    return float(np.median([once(function, device) for _ in range(repeats)]))
 
 
 def peak(sizes, device):
@@ -402,7 +403,8 @@ def profile(sizes, device, flops_per_image):
     }
     kinds = {}
     for name, seconds in kernels.items():
-        kinds[kernel_kind(name)] = kinds.get(kernel_kind(name), 0.0) + seconds
+        kind = kernel_kind(name)
+        kinds[kind] = kinds.get(kind, 0.0) + seconds
     busy = sum(kernels.values())
     convolutions = kinds.get("convolutions and matrix products")
     top = sorted(kernels.items(), key=lambda item: -item[1])[:8]
@@ -450,15 +452,6 @@ def write_pool(sizes, directory):
     images.flush()
     del images
     return path, rng.integers(0, CLASSES, sizes.pool)
-
-
-def once(function, device):
-    """Wall seconds of one run of ``function()``, the device synchronised."""
-    synchronize(device)
-    started = time.perf_counter()
-    function()
-    synchronize(device)
-    return time.perf_counter() - started
 
 
 class Utilization:
