@@ -335,8 +335,9 @@ def confidence_scores(
 
     Parameters
     ----------
-    adversarial : array-like of shape (n_samples,)
-        True-class probability under attack after the last epoch.
+    adversarial : array-like of shape (n_samples,) or None
+        True-class probability under attack after the last epoch; ``None``
+        when ``clean_weight`` is 1, which reads only the clean series.
     clean : array-like of shape (n_tracked, n_samples)
         Tracked clean true-class probabilities.
     scored_indices : array-like of shape (n_scored,)
@@ -362,21 +363,36 @@ def confidence_scores(
     >>> s.round(2).tolist()  # rows 3, 4, 5 mapped onto the scale of rows 0, 1, 2
     [0.1, 0.9, 0.5, 0.1, 0.9, 0.5]
     """
-    adversarial = np.asarray(adversarial, dtype=np.float64)
-    clean = np.asarray(clean, dtype=np.float64)
-    n = len(adversarial)
-    if clean.ndim != 2 or clean.shape[1] != n:
-        raise ValueError(f"clean must have shape (n_tracked, {n}); got {clean.shape}.")
     for name, weight in (
         ("clean_weight", clean_weight),
         ("class_weight", class_weight),
     ):
         if not 0.0 <= weight <= 1.0:
             raise ValueError(f"{name} must be in [0, 1]; got {weight!r}.")
+    clean = np.asarray(clean, dtype=np.float64)
+    if clean.ndim != 2:
+        raise ValueError(
+            f"clean must have shape (n_tracked, n_samples); got {clean.shape}."
+        )
+    n = clean.shape[1]
+    confidence = _normalized_rank(clean.mean(axis=0))
+    if adversarial is None:
+        if clean_weight != 1:
+            raise ValueError(
+                f"adversarial is required when clean_weight < 1; got clean_weight="
+                f"{clean_weight!r}."
+            )
+    else:
+        adversarial = np.asarray(adversarial, dtype=np.float64)
+        if adversarial.shape != (n,):
+            raise ValueError(
+                f"adversarial must have shape ({n},), one value per column of "
+                f"clean; got {adversarial.shape}."
+            )
+        confidence = (1 - clean_weight) * _normalized_rank(
+            adversarial
+        ) + clean_weight * confidence
     scored, _ = _check_scored(scored_indices, np.zeros(len(scored_indices)), n)
-    confidence = (1 - clean_weight) * _normalized_rank(
-        adversarial
-    ) + clean_weight * _normalized_rank(clean.mean(axis=0))
     rest = np.setdiff1d(np.arange(n), scored, assume_unique=True)
     confidence[rest] = quantile_map(confidence[rest], confidence[scored])
     if not class_weight:

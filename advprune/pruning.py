@@ -24,6 +24,7 @@ over those parameters trains the scoring model once per data set.
 import os
 import sys
 import time
+from inspect import signature
 from numbers import Integral, Real
 
 import numpy as np
@@ -157,7 +158,8 @@ default="confidence"
         ``extrapolation="confidence"``, those of
         :func:`advprune.extrapolation.confidence_scores`: ``clean_weight`` and
         ``class_weight`` (e.g. ``{"class_weight": 1.0}`` to rank every sample
-        within its class only).
+        within its class only; ``{"clean_weight": 1.0}`` ranks by the clean
+        series alone and skips the attack on every sample).
     model : torch.nn.Module, str or None, default=None
         The scoring network: a template (deep-copied, never modified), a name
         of :data:`advprune.models.MODEL_NAMES`, or ``None`` for
@@ -522,7 +524,11 @@ default="model"
         try:
             if self.extrapolation == "confidence":
                 confidence_scores(
-                    P[-1], P, [0], y=np.arange(n) % n_classes, **self._params()
+                    P[-1] if self._attacks_pool() else None,
+                    P,
+                    [0],
+                    y=np.arange(n) % n_classes,
+                    **self._params(),
                 )
             else:
                 compute_score(
@@ -609,7 +615,7 @@ default="model"
             and isinstance(self.importance, str)
             and requires_probas(self.importance),
             track_every=_TRACK_EVERY.get(strategy),
-            track_adversarial=strategy == "confidence",
+            track_adversarial=self._attacks_pool(),
             measure_attack_steps=self.attack_steps,
             min_steps=self.min_steps,
             require_every_class=self.class_balanced or strategy == "class_knn",
@@ -677,6 +683,14 @@ default="model"
 
     def _params(self):
         return self.importance_params or {}
+
+    def _attacks_pool(self):
+        """Whether the scores read an attack on every sample after the run:
+        the confidence strategy's, unless its ``clean_weight`` is 1."""
+        if self.extrapolation != "confidence":
+            return False
+        default = signature(confidence_scores).parameters["clean_weight"].default
+        return self._params().get("clean_weight", default) != 1
 
     def _extrapolate(self, X, codes, subset, subset_scores):
         """Scores of the unscored rows from a regressor on an embedding (the

@@ -582,3 +582,37 @@ def test_image_array_pool_is_not_rescanned_for_nan(monkeypatch, no_training):
     monkeypatch.setattr(ImageArray, "__getitem__", counting_read)
     pruner(subset_size=0.5)._check_inputs(X, np.arange(40) % 2)
     assert sum(read) <= 2
+
+
+def test_clean_weight_one_skips_the_attack_on_the_pool():
+    X, y = blobs()
+    params = dict(subset_size=0.2, eps=0.05, attack_steps=2, device="cpu")
+    default = AdversarialPruner(**params, random_state=0).fit(X, y)
+    clean = AdversarialPruner(
+        **params, importance_params={"clean_weight": 1.0}, random_state=0
+    ).fit(X, y)
+    # Same run, same clean series; no attack pass, and its cost is not counted.
+    assert clean.tracking_.adversarial is None
+    np.testing.assert_array_equal(clean.tracking_.clean, default.tracking_.clean)
+    expected = confidence_scores(
+        default.tracking_.adversarial,
+        default.tracking_.clean,
+        default.subset_indices_,
+        y=y,
+        clean_weight=1.0,
+    )
+    np.testing.assert_allclose(clean.scores_, expected)
+    assert clean.cost_["tracking"] == 100 * 5
+    assert default.cost_["tracking"] == 100 * 5 + 100 * (3 * 2 + 1)
+
+
+def test_confidence_scores_needs_the_attack_below_clean_weight_one():
+    clean = np.array([[0.5, 0.9, 0.7, 0.4]])
+    params = dict(clean_weight=1.0, class_weight=0.0)
+    scores = confidence_scores(None, clean, [0, 1], **params)
+    ignored = confidence_scores(np.zeros(4), clean, [0, 1], **params)
+    assert scores.tolist() == ignored.tolist()
+    with pytest.raises(ValueError, match="adversarial is required when clean_weight"):
+        confidence_scores(None, clean, [0, 1], class_weight=0.0)
+    with pytest.raises(ValueError, match=r"adversarial must have shape \(4,\)"):
+        confidence_scores(np.zeros(3), clean, [0, 1], class_weight=0.0)
