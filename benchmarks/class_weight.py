@@ -56,15 +56,11 @@ def method_name(weight):
     return f"class_weight={weight:g}"
 
 
-def score_seed(config, data, seed, weights, out_dir):
-    """Every weight's confidence scores of one seed, with the random baseline,
-    written where :func:`benchmarks.reproduce.train_and_evaluate` reads them;
-    returns each weight's fidelity to direct DU and off-class percentile.
-
-    The scoring runs (the default pruner's tracking and direct DU) are kept in
-    ``tracking/seed<seed>.npz``, so that other weights cost no training.
-    """
-    path = out_dir / "tracking" / f"seed{seed}.npz"
+def tracking_run(config, data, seed, directory):
+    """The default pruner's tracking of one seed, with direct DU's scores:
+    ``adversarial``, ``clean``, ``subset``, ``scored`` and ``direct``, kept in
+    ``directory/seed<seed>.npz`` and read from there when it exists."""
+    path = directory / f"seed{seed}.npz"
     if not path.exists():
         _limit_threads(config)
         pruner = make_pruner(config, seed, "confidence").fit(data.X_pool, data.y_pool)
@@ -80,7 +76,18 @@ def score_seed(config, data, seed, weights, out_dir):
             },
         )
     with np.load(path) as run:
-        run = dict(run)
+        return dict(run)
+
+
+def score_seed(config, data, seed, weights, out_dir):
+    """Every weight's confidence scores of one seed, with the random baseline,
+    written where :func:`benchmarks.reproduce.train_and_evaluate` reads them;
+    returns each weight's fidelity to direct DU and off-class percentile.
+
+    The scoring runs (the default pruner's tracking and direct DU) are kept in
+    ``tracking/seed<seed>.npz``, so that other weights cost no training.
+    """
+    run = tracking_run(config, data, seed, out_dir / "tracking")
     vectors = {
         method_name(weight): confidence_scores(
             run["adversarial"], run["clean"], run["subset"], y=data.y_pool,

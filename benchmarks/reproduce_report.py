@@ -3,8 +3,9 @@
 Nothing here trains or attacks a model: the page and the figures are a pure
 function of ``benchmarks/results/reproduce/<config>/``,
 ``benchmarks/results/scaling/``, ``benchmarks/results/confirm/<config>/``,
-``benchmarks/results/retrain/<config>/`` and
-``benchmarks/results/class_weight/``, regenerated with::
+``benchmarks/results/retrain/<config>/``,
+``benchmarks/results/class_weight/`` and ``benchmarks/results/clean_weight/``,
+regenerated with::
 
     python -m benchmarks.reproduce --report
 
@@ -726,6 +727,161 @@ the off-class samples' mean rank (0 = pruned first).
 {chr(10).join(parts)}"""
 
 
+# The clean weight of the "confidence" method that benchmarks/reproduce.py,
+# retrain.py and class_weight.py ran: the baseline of the clean-weight study.
+BENCHMARKED_WEIGHT = 0.25
+
+
+def clean_weight_name(weight):
+    return f"clean_weight={weight:g}"
+
+
+def clean_weight_comparisons(result):
+    """Rows (weight, baseline, rule, ratio, per-seed differences in points) of
+    the clean-weight study, on the means of its trainings: every weight against
+    random, every other weight against the benchmarked one, and every weight
+    against no pruning at 50 %."""
+    table = Table(_mean_runs(result["downstream"]), "robust_accuracy")
+    rows = []
+    for weight in result["weights"]:
+        method = clean_weight_name(weight)
+        baselines = ["random"]
+        if weight != BENCHMARKED_WEIGHT:
+            baselines.append(clean_weight_name(BENCHMARKED_WEIGHT))
+        rows += [
+            (weight, baseline, rule, ratio, table.paired(method, rule, ratio, baseline))
+            for ratio in result["ratios"]
+            for rule in RULES
+            for baseline in baselines
+        ]
+        if 0.5 in result["ratios"]:
+            rows += [
+                (weight, "none", rule, 0.5, table.paired(method, rule, 0.5, "none"))
+                for rule in RULES
+            ]
+    return rows
+
+
+def clean_weight_section(clean_weight_dir):
+    """The clean-weight study: fidelity and robust accuracy of each weight, on
+    the selection seeds and, where it ran, on the reported ones."""
+    results = [
+        json.loads(path.read_text())
+        for name in CONFIGS
+        for suffix in ("", "_reported")
+        if (path := clean_weight_dir / f"{name}{suffix}.json").exists()
+    ]
+    if not results:
+        return None
+    used = inspect.signature(confidence_scores).parameters["clean_weight"].default
+    parts = []
+    for result in results:
+        seeds = result["seeds"]
+        reported = min(seeds) >= 10
+        fidelity_rows = []
+        for weight in result["weights"]:
+            rows = [r for r in result["fidelity"] if r["clean_weight"] == weight]
+            fidelity_rows.append(
+                [
+                    f"{weight:g}" + (" (the package's)" if weight == used else ""),
+                    _mean_std(r["spearman_unscored"] for r in rows),
+                    f"{min(r['spearman_unscored'] for r in rows):.2f}",
+                    _mean_std(r.get("offclass_percentile") for r in rows),
+                ]
+            )
+        comparison_rows = [
+            [
+                f"{weight:g} vs {LABELS.get(baseline, f'{BENCHMARKED_WEIGHT:g}')}",
+                f"{RULE_LABELS[rule]}, {ratio:.0%}",
+                _fmt_paired(d),
+            ]
+            for weight, baseline, rule, ratio, d in clean_weight_comparisons(result)
+        ]
+        costs = _clean_weight_costs(result)
+        title = f"Clean weight, ``{result['config']}``, " + (
+            "reported seeds" if reported else "selection seeds"
+        )
+        parts.append(
+            f"""{title}
+{"~" * len(title)}
+
+{DATA_LABELS[result["config"]]}; seeds {_seed_list(seeds)}; ``{result["command"]}``;
+{len(result["offsets"])} trainings per pool (training seeds the seed plus {
+                ", ".join(str(o) for o in result["offsets"])
+            }).
+
+{
+                _list_table(
+                    [
+                        "clean weight",
+                        "Spearman unscored",
+                        "lowest seed",
+                        "off-class percentile",
+                    ],
+                    fidelity_rows,
+                )
+            }
+
+{costs}Robust accuracy minus the baseline's, on the means of the trainings, in points:
+mean [95 % interval], and the seeds above 0.
+
+{_list_table(["clean weight vs", "pruned", "difference"], comparison_rows)}
+"""
+        )
+    return f"""The default's clean weight (three trainings per pool)
+-----------------------------------------------------
+
+The default strategy ranks every sample by a blend of its adversarial
+true-class probability after the scoring run (one PGD pass over the whole pool,
+most of the pruner's tracking cost) and its mean clean true-class probability
+over the tracked epochs (forward passes only); ``clean_weight`` of
+:func:`advprune.extrapolation.confidence_scores` is the clean share ({used:g} in
+the package; {BENCHMARKED_WEIGHT:g} in every section above). A weight of 1
+needs no attack on the pool. ``benchmarks/clean_weight.py`` declares the
+weights, the seeds, the protocol and the rule for changing the default before
+any of it ran; every pool is trained three times and compared on the means,
+since one training is as noisy as the effect.
+
+{chr(10).join(parts)}"""
+
+
+def _clean_weight_costs(result):
+    """The pruner's cost with each clean weight, where the study fitted it:
+    forward passes as a fraction of direct DU's, and the fit's wall time
+    against the benchmarked weight's fit of the same seed, fitted one after
+    the other in one process."""
+    costs = result.get("costs") or {}
+    costs = [c for c in costs.values() if c]
+    if not costs:
+        return ""
+    base = f"{BENCHMARKED_WEIGHT:g}"
+    rows = [
+        [
+            weight,
+            _mean_std((c[weight]["cost"]["fraction_of_direct"] for c in costs), 3),
+            _mean_std((c[weight]["cost"]["tracking"] for c in costs), 0),
+            _mean_std((c[weight]["fit_seconds"] for c in costs), 1),
+            _mean_std(
+                (c[weight]["fit_seconds"] / c[base]["fit_seconds"] for c in costs), 2
+            ),
+        ]
+        for weight in costs[0]
+    ]
+    header = [
+        "clean weight",
+        "forward passes, fraction of direct",
+        "tracking forward passes",
+        "fit seconds",
+        f"fit seconds / weight {base}'s",
+    ]
+    return f"""The pruner fitted with each weight (mean ± standard deviation over
+the seeds):
+
+{_list_table(header, rows)}
+
+"""
+
+
 CONFIRM_RATIOS = (0.3, 0.5, 0.7)
 COMPARED = ("confidence", "knn", "direct")
 
@@ -988,6 +1144,17 @@ def _seed_range(scores):
     return f"seeds {seeds[0]}-{seeds[-1]}"
 
 
+def _seed_list(seeds):
+    """Seeds as runs of consecutive numbers: ``0-7`` or ``10-14, 20-29``."""
+    runs = []
+    for seed in sorted(seeds):
+        if runs and seed == runs[-1][1] + 1:
+            runs[-1][1] = seed
+        else:
+            runs.append([seed, seed])
+    return ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in runs)
+
+
 def _invocations(log):
     """One line per benchmark command of a results directory."""
     return "\n".join(
@@ -1026,6 +1193,9 @@ def write_report(results_root, docs_dir):
     weights = class_weight_section(results_root.parent / "class_weight")
     if weights:
         sections.append(weights)
+    clean = clean_weight_section(results_root.parent / "clean_weight")
+    if clean:
+        sections.append(clean)
     page = f"""Results: pruning strategies against random pruning
 ====================================================
 

@@ -1,0 +1,92 @@
+"""Smoke test of benchmarks/clean_weight.py at tiny size, and its report section."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("matplotlib")
+
+from benchmarks import clean_weight, reproduce  # noqa: E402
+from benchmarks.reproduce_report import (  # noqa: E402
+    clean_weight_comparisons,
+    clean_weight_section,
+)
+
+TINY = ["--config", "tabular", "--n-pool", "300", "--final-epochs", "1"]
+
+
+def test_clean_weight_benchmark_runs_and_reports(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(clean_weight, "OFFSETS", (0, 1000))  # two trainings, for time
+    clean_weight.main([*TINY, "--seeds", "0", "1", "--out", str(tmp_path)])
+    assert "means of 2 trainings" in capsys.readouterr().out
+    result = json.loads((tmp_path / "tabular.json").read_text())
+    # Every pool trained once per training seed: no pruning, and random and
+    # each weight at 2 ratios x 2 rules, for each of 2 seeds.
+    assert [len(runs) for runs in result["downstream"]] == [26, 26]
+    seeds = {(r["seed"], r["method"]) for r in result["downstream"][1]}
+    assert (1, "clean_weight=1") in seeds and (0, "none") in seeds
+    trained = tmp_path / "tabular" / "train1000" / "runs" / "seed1"
+    assert (trained / "clean_weight=1__balanced__0.70.json").exists()
+    # The scores are the pruner's, with each clean weight.
+    config = dataclasses.replace(
+        reproduce.CONFIGS["tabular"], n_pool=300, final_epochs=1
+    )
+    data = reproduce.load_data(config)
+    default = reproduce.make_pruner(config, 1, "confidence")
+    with np.load(tmp_path / "tabular" / "scores" / "seed1.npz") as vectors:
+        np.testing.assert_allclose(
+            vectors["clean_weight=0.25"], default.fit(data.X_pool, data.y_pool).scores_
+        )
+        only_clean = default.set_params(importance_params={"clean_weight": 1.0})
+        np.testing.assert_allclose(
+            vectors["clean_weight=1"], only_clean.fit(data.X_pool, data.y_pool).scores_
+        )
+    # The page's cells are the paired differences of the means of the trainings.
+    accuracy = {}
+    for runs in result["downstream"]:
+        for r in runs:
+            key = r["method"], r["rule"], r["prune_ratio"], r["seed"]
+            accuracy.setdefault(key, []).append(100 * r["robust_accuracy"])
+    d = [
+        np.mean(accuracy["clean_weight=1", "lowest", 0.7, s])
+        - np.mean(accuracy["clean_weight=0.25", "lowest", 0.7, s])
+        for s in (0, 1)
+    ]
+    rows = clean_weight_comparisons(result)
+    (cell,) = [r[4] for r in rows if r[:4] == (1.0, "clean_weight=0.25", "lowest", 0.7)]
+    np.testing.assert_allclose(cell, d)
+    section = clean_weight_section(tmp_path)
+    assert "0.25 (the package's)" in section
+    assert "Clean weight, ``tabular``, selection seeds" in section
+    assert f"{np.mean(d):+.1f} [" in section
+
+
+def test_reported_seeds_reuse_the_reproduce_trainings(tmp_path):
+    path = clean_weight.training_path
+    old = path(tmp_path, "digits", 12, "clean_weight=0.25", "lowest", 0.7, 0, True)
+    assert old == reproduce.run_path(
+        reproduce.DEFAULT_OUT / "digits", 12, "confidence", "lowest", 0.7
+    )
+    repeat = path(tmp_path, "digits", 21, "random", "balanced", 0.5, 1000, True)
+    assert repeat == reproduce.run_path(
+        clean_weight.RETRAIN_OUT / "digits" / "train1000", 21, "random", "balanced", 0.5
+    )
+    confirm = path(tmp_path, "digits", 21, "none", "lowest", 0.0, 0, True)
+    assert "confirm" in confirm.parts
+    new = path(tmp_path, "digits", 21, "clean_weight=1", "lowest", 0.7, 0, True)
+    assert new.is_relative_to(tmp_path / "train0")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--config", "tabular", "--seeds", "0"],
+        ["--config", "tabular", "--reported", "--out", "x"],
+        ["--config", "tabular", "--weights", "0.5", "1", "--out", "x"],
+    ],
+)
+def test_bad_arguments_are_refused_before_any_work(argv):
+    with pytest.raises(SystemExit):
+        clean_weight.main(argv)
