@@ -39,8 +39,12 @@ Commands::
 
     python -m benchmarks.clean_weight --config digits --jobs 2
     python -m benchmarks.clean_weight --config tabular --jobs 2
-    python -m benchmarks.clean_weight --config digits --jobs 2 --reported \\
-        --weights 0.25 <candidate>
+    python -m benchmarks.clean_weight --config digits --jobs 2 --reported
+
+``--refit`` (added after the runs above, which it does not change) also fits
+the pruner with each weight, one after the other in one process, to record
+their costs and check that each weight's scores are the pruner's own; a rerun
+with it trains nothing new.
 
 Writes ``benchmarks/results/clean_weight/<config>[_reported].json``; score
 vectors and trainings are kept beside it, so a rerun skips what exists.
@@ -98,38 +102,46 @@ def reported_root(config_name, seed):
     return root / config_name
 
 
-def score_seed(config, data, seed, weights, out_dir, tracking_dir, reported):
+def fit_each(config, data, seed, weights):
+    """The pruner of one seed fitted with each clean weight, one after the
+    other in this process: ``({weight: pruner}, {weight: its costs})``. The
+    weights are fitted twice, and the first round, which warms the process up,
+    is not timed."""
+    _limit_threads(config)
+    fitted, costs = {}, {}
+    for weight in [*weights, *weights]:
+        pruner = make_pruner(config, seed, "confidence")
+        pruner.set_params(importance_params={"clean_weight": weight})
+        started = time.perf_counter()
+        pruner.fit(data.X_pool, data.y_pool)
+        costs[f"{weight:g}"] = {
+            "fit_seconds": time.perf_counter() - started,
+            "timings": pruner.timings_,
+            "cost": pruner.cost_,
+        }
+        fitted[weight] = pruner
+    return fitted, costs
+
+
+def score_seed(config, data, seed, weights, out_dir, tracking_dir, reported, refit):
     """Every weight's scores of one seed (and the random baseline's), written
     where :func:`benchmarks.reproduce.train_and_evaluate` reads them; returns
-    each weight's fidelity to direct DU and off-class percentile, and on a
-    reported seed the costs of the pruner with each clean weight.
+    each weight's fidelity to direct DU and off-class percentile, and the
+    costs of the pruner with each weight where it was fitted.
 
     The selection seeds' scoring runs are read from ``tracking_dir`` (see
-    :func:`benchmarks.class_weight.tracking_run`). On a reported seed the
-    pruner is fitted with each weight, one after the other in this process:
-    with the benchmarked weight it must give the scores that
-    ``benchmarks/reproduce.py`` saved (so that its trainings there are this
-    weight's trainings here), and with the others the scores computed from
-    that fit's tracking.
+    :func:`benchmarks.class_weight.tracking_run`). With ``refit`` (always on a
+    reported seed) the pruner is also fitted with each weight
+    (:func:`fit_each`); every weight's scores must then be the fitted
+    pruner's, and the benchmarked weight's fit must reproduce the scoring run
+    read or, on a reported seed, the scores ``benchmarks/reproduce.py`` saved
+    (so that its trainings there are this weight's trainings here).
     """
-    costs = {}
+    fitted, costs = fit_each(config, data, seed, weights) if refit else ({}, {})
     if reported:
         path = reported_root(config.name, seed) / "scores" / f"seed{seed}.npz"
         with np.load(path) as saved:
             saved = dict(saved)
-        fitted = {}
-        _limit_threads(config)
-        for weight in weights:
-            pruner = make_pruner(config, seed, "confidence")
-            pruner.set_params(importance_params={"clean_weight": weight})
-            started = time.perf_counter()
-            pruner.fit(data.X_pool, data.y_pool)
-            costs[f"{weight:g}"] = {
-                "fit_seconds": time.perf_counter() - started,
-                "timings": pruner.timings_,
-                "cost": pruner.cost_,
-            }
-            fitted[weight] = pruner
         tracked = fitted[BENCHMARKED_WEIGHT]
         run = {
             "adversarial": tracked.tracking_.adversarial,
@@ -142,6 +154,10 @@ def score_seed(config, data, seed, weights, out_dir, tracking_dir, reported):
             raise RuntimeError(f"seed {seed}: the default's scores are not reproduced.")
     else:
         run = tracking_run(config, data, seed, tracking_dir)
+        if refit and not np.array_equal(
+            fitted[BENCHMARKED_WEIGHT].tracking_.clean, run["clean"]
+        ):
+            raise RuntimeError(f"seed {seed}: the scoring run is not reproduced.")
     vectors = {
         clean_weight_name(weight): confidence_scores(
             run["adversarial"], run["clean"], run["subset"], y=data.y_pool,
@@ -149,7 +165,7 @@ def score_seed(config, data, seed, weights, out_dir, tracking_dir, reported):
         )
         for weight in weights
     }  # fmt: skip
-    for weight, pruner in fitted.items() if reported else ():
+    for weight, pruner in fitted.items():
         np.testing.assert_allclose(vectors[clean_weight_name(weight)], pruner.scores_)
     vectors["random"] = random_scores(seed, len(data.y_pool))
     save_npz(out_dir / "scores" / f"seed{seed}.npz", vectors)
@@ -204,6 +220,11 @@ def main(argv=None):
     parser.add_argument("--config", choices=("digits", "tabular"), required=True)
     parser.add_argument("--weights", type=float, nargs="+", default=list(WEIGHTS))
     parser.add_argument("--reported", action="store_true")
+    parser.add_argument(
+        "--refit",
+        action="store_true",
+        help="fit the pruner with each weight too: costs, and a check of the scores",
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=None)
     parser.add_argument("--n-pool", type=int, default=None)
     parser.add_argument("--final-epochs", type=int, default=None)
@@ -236,8 +257,15 @@ def main(argv=None):
     data = load_data(config)
     scored = Parallel(n_jobs=args.jobs)(
         delayed(score_seed)(
-            config, data, seed, args.weights, out_dir, tracking_dir, args.reported
-        )
+            config,
+            data,
+            seed,
+            args.weights,
+            out_dir,
+            tracking_dir,
+            args.reported,
+            args.refit or args.reported,
+        )  # fmt: skip
         for seed in seeds
     )
     jobs = plan(seeds, args.weights, RATIOS)

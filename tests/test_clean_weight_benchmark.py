@@ -19,7 +19,8 @@ TINY = ["--config", "tabular", "--n-pool", "300", "--final-epochs", "1"]
 
 def test_clean_weight_benchmark_runs_and_reports(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(clean_weight, "OFFSETS", (0, 1000))  # two trainings, for time
-    clean_weight.main([*TINY, "--seeds", "0", "1", "--out", str(tmp_path)])
+    argv = [*TINY, "--seeds", "0", "1", "--refit", "--out", str(tmp_path)]
+    clean_weight.main(argv)
     assert "means of 2 trainings" in capsys.readouterr().out
     result = json.loads((tmp_path / "tabular.json").read_text())
     # Every pool trained once per training seed: no pruning, and random and
@@ -29,20 +30,22 @@ def test_clean_weight_benchmark_runs_and_reports(tmp_path, capsys, monkeypatch):
     assert (1, "clean_weight=1") in seeds and (0, "none") in seeds
     trained = tmp_path / "tabular" / "train1000" / "runs" / "seed1"
     assert (trained / "clean_weight=1__balanced__0.70.json").exists()
-    # The scores are the pruner's, with each clean weight.
+    # The scores are the pruner's, with each clean weight: checked by --refit,
+    # and here once more for weight 1, which attacks nothing.
     config = dataclasses.replace(
         reproduce.CONFIGS["tabular"], n_pool=300, final_epochs=1
     )
     data = reproduce.load_data(config)
-    default = reproduce.make_pruner(config, 1, "confidence")
+    pruner = reproduce.make_pruner(config, 1, "confidence")
+    pruner.set_params(importance_params={"clean_weight": 1.0})
     with np.load(tmp_path / "tabular" / "scores" / "seed1.npz") as vectors:
         np.testing.assert_allclose(
-            vectors["clean_weight=0.25"], default.fit(data.X_pool, data.y_pool).scores_
+            vectors["clean_weight=1"], pruner.fit(data.X_pool, data.y_pool).scores_
         )
-        only_clean = default.set_params(importance_params={"clean_weight": 1.0})
-        np.testing.assert_allclose(
-            vectors["clean_weight=1"], only_clean.fit(data.X_pool, data.y_pool).scores_
-        )
+    assert pruner.tracking_.adversarial is None
+    costs = result["costs"]["1"]
+    assert costs["1"]["cost"]["tracking"] == 300 * 5
+    assert costs["0.25"]["cost"]["tracking"] == 300 * 5 + 300 * (3 * 5 + 1)
     # The page's cells are the paired differences of the means of the trainings.
     accuracy = {}
     for runs in result["downstream"]:
@@ -61,6 +64,11 @@ def test_clean_weight_benchmark_runs_and_reports(tmp_path, capsys, monkeypatch):
     assert "0.25 (the package's)" in section
     assert "Clean weight, ``tabular``, selection seeds" in section
     assert f"{np.mean(d):+.1f} [" in section
+    assert "fit seconds / weight 0.25's" in section
+    # The declared rule, computed from the same cells.
+    four = [r[4].mean() for r in rows if r[:2] == (1.0, "clean_weight=0.25")]
+    assert len(four) == 4
+    assert f"mean over the 4 cells {np.mean(four):+.2f} points" in section
 
 
 def test_reported_seeds_reuse_the_reproduce_trainings(tmp_path):
