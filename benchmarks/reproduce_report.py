@@ -1091,7 +1091,7 @@ def retrain_section(retrain_root, reported_root, confirm_root):
             for ratio in RETRAIN_RATIOS
             for rule in RULES
             for m in COMPARED
-        ] + [("confidence", rule, 0.5, "none") for rule in RULES]
+        ] + [(m, rule, 0.5, "none") for m in ("confidence", "direct") for rule in RULES]
         rows = [
             [
                 f"{LABELS[m]} vs {LABELS[base]}, {RULE_LABELS[rule]}, {ratio:.0%}",
