@@ -22,7 +22,7 @@ strategies work on embeddings and recordings from any model.
 
 import operator
 import warnings
-from numbers import Integral
+from numbers import Integral, Real
 
 import numpy as np
 from joblib import Parallel, delayed
@@ -367,15 +367,17 @@ def confidence_scores(
         ("clean_weight", clean_weight),
         ("class_weight", class_weight),
     ):
+        if isinstance(weight, bool) or not isinstance(weight, Real):
+            raise TypeError(f"{name} must be a real number in [0, 1]; got {weight!r}.")
         if not 0.0 <= weight <= 1.0:
             raise ValueError(f"{name} must be in [0, 1]; got {weight!r}.")
-    clean = np.asarray(clean, dtype=np.float64)
-    if clean.ndim != 2:
+    clean = _finite(clean, "clean")
+    if clean.ndim != 2 or 0 in clean.shape:
         raise ValueError(
-            f"clean must have shape (n_tracked, n_samples); got {clean.shape}."
+            f"clean must have shape (n_tracked, n_samples), neither 0; got "
+            f"{clean.shape}."
         )
     n = clean.shape[1]
-    confidence = _normalized_rank(clean.mean(axis=0))
     if adversarial is None:
         if clean_weight != 1:
             raise ValueError(
@@ -383,28 +385,44 @@ def confidence_scores(
                 f"{clean_weight!r}."
             )
     else:
-        adversarial = np.asarray(adversarial, dtype=np.float64)
+        adversarial = _finite(adversarial, "adversarial")
         if adversarial.shape != (n,):
             raise ValueError(
                 f"adversarial must have shape ({n},), one value per column of "
                 f"clean; got {adversarial.shape}."
             )
+    if class_weight:
+        if y is None:
+            raise ValueError("y is required when class_weight > 0.")
+        y = np.asarray(y)
+        if y.shape != (n,):
+            raise ValueError(
+                f"y must have shape ({n},), one label per column of clean; got "
+                f"{y.shape}."
+            )
+    scored, _ = _check_scored(scored_indices, np.zeros(np.size(scored_indices)), n)
+    confidence = _normalized_rank(clean.mean(axis=0))
+    if adversarial is not None:
         confidence = (1 - clean_weight) * _normalized_rank(
             adversarial
         ) + clean_weight * confidence
-    scored, _ = _check_scored(scored_indices, np.zeros(len(scored_indices)), n)
     rest = np.setdiff1d(np.arange(n), scored, assume_unique=True)
     confidence[rest] = quantile_map(confidence[rest], confidence[scored])
     if not class_weight:
         return _normalized_rank(confidence)
-    if y is None:
-        raise ValueError("y is required when class_weight > 0.")
-    y = np.asarray(y)
     within = np.empty(n)
     for label in np.unique(y):
         members = np.flatnonzero(y == label)
         within[members] = _normalized_rank(confidence[members])
     return (1 - class_weight) * _normalized_rank(confidence) + class_weight * within
+
+
+def _finite(values, name):
+    """``values`` as a float64 array, refused unless every value is finite."""
+    values = np.asarray(values, dtype=np.float64)
+    if not np.isfinite(values).all():
+        raise ValueError(f"{name} must be finite; it holds NaN or infinity.")
+    return values
 
 
 def _normalized_rank(values):

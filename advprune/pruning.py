@@ -159,7 +159,8 @@ default="confidence"
         :func:`advprune.extrapolation.confidence_scores`: ``clean_weight`` and
         ``class_weight`` (e.g. ``{"class_weight": 1.0}`` to rank every sample
         within its class only; ``{"clean_weight": 1.0}`` ranks by the clean
-        series alone and skips the attack on every sample).
+        series alone and skips the attack on every sample, so with
+        ``memory`` its scoring run is cached apart from the other weights).
     model : torch.nn.Module, str or None, default=None
         The scoring network: a template (deep-copied, never modified), a name
         of :data:`advprune.models.MODEL_NAMES`, or ``None`` for

@@ -36,8 +36,7 @@ three times and every comparison is read on the means):
   default changes only if the same rule holds there.
 
 Declared after weight 1's runs, before any run of weight 0: weight 1 lost
-most under the lowest rule at 70 % on the tabular data, where ranking by the
-clean mean alone kept fewer samples of the hardest class, so the adversarial
+most under the lowest rule at 70 % on the tabular data, so the adversarial
 signal may be the better estimate of the tail. Weight 0 ranks by it alone, at
 the same cost as 0.25. Same seeds, pools and trainings (those of 0.25, random
 and no pruning are reused); weight 0 is a candidate when, on both data sets,
@@ -118,10 +117,11 @@ def fit_each(config, data, seed, weights):
     """The pruner of one seed fitted with each clean weight, one after the
     other in this process: ``({weight: pruner}, {weight: its costs})``. The
     weights are fitted twice, and the first round, which warms the process up,
-    is not timed."""
+    is not timed; odd seeds fit them in the reverse order."""
     _limit_threads(config)
     fitted, costs = {}, {}
-    for weight in [*weights, *weights]:
+    order = list(weights) if seed % 2 == 0 else list(reversed(weights))
+    for weight in [*order, *order]:
         pruner = make_pruner(config, seed, "confidence")
         pruner.set_params(importance_params={"clean_weight": weight})
         started = time.perf_counter()
@@ -166,8 +166,10 @@ def score_seed(config, data, seed, weights, out_dir, tracking_dir, reported, ref
             raise RuntimeError(f"seed {seed}: the default's scores are not reproduced.")
     else:
         run = tracking_run(config, data, seed, tracking_dir)
-        if refit and not np.array_equal(
-            fitted[BENCHMARKED_WEIGHT].tracking_.clean, run["clean"]
+        tracked = fitted.get(BENCHMARKED_WEIGHT)
+        if tracked is not None and not (
+            np.array_equal(tracked.tracking_.clean, run["clean"])
+            and np.array_equal(tracked.tracking_.adversarial, run["adversarial"])
         ):
             raise RuntimeError(f"seed {seed}: the scoring run is not reproduced.")
     vectors = {
@@ -178,7 +180,8 @@ def score_seed(config, data, seed, weights, out_dir, tracking_dir, reported, ref
         for weight in weights
     }  # fmt: skip
     for weight, pruner in fitted.items():
-        np.testing.assert_allclose(vectors[clean_weight_name(weight)], pruner.scores_)
+        if not np.allclose(vectors[clean_weight_name(weight)], pruner.scores_):
+            raise RuntimeError(f"seed {seed}: weight {weight:g}'s scores differ.")
     vectors["random"] = random_scores(seed, len(data.y_pool))
     save_npz(out_dir / "scores" / f"seed{seed}.npz", vectors)
     rows = []
@@ -255,17 +258,38 @@ def main(argv=None):
         parser.error("--seeds, --n-pool and --final-epochs need their own --out.")
     if args.reported and args.out is not None:
         parser.error("--reported reads the reproduce results; it takes no --out.")
+    if args.seeds is not None and len(set(args.seeds)) < 2:
+        parser.error("--seeds needs at least two seeds, to pair them.")
     config = dataclasses.replace(CONFIGS[args.config], **changes)
     seeds = args.seeds or (REPORTED if args.reported else SEEDS)
     name = f"{config.name}_reported" if args.reported else config.name
     root = Path(args.out) if args.out else OUT
     out_dir = root / name
-    # The selection seeds reuse the class-weight benchmark's scoring runs.
+    # The selection seeds reuse the class-weight benchmark's scoring runs; the
+    # reported seeds are scored again.
     tracking_dir = (
-        CLASS_WEIGHT_OUT / config.name / "tracking"
-        if args.out is None and not args.reported
+        None
+        if args.reported
+        else CLASS_WEIGHT_OUT / config.name / "tracking"
+        if args.out is None
         else out_dir / "tracking"
     )
+    jobs = plan(seeds, args.weights, RATIOS)
+    paths = [training_path(out_dir, config.name, *job, args.reported) for job in jobs]
+    reused = [
+        path for path in paths if args.reported and not path.is_relative_to(out_dir)
+    ]
+    if lost := [path for path in reused if not path.exists()]:
+        parser.error(
+            f"{len(lost)} trainings of the reproduce and retrain benchmarks that "
+            f"--reported reuses are missing, e.g. {lost[0]}."
+        )
+    previous = root / f"{name}.json"
+    if not (args.refit or args.reported) and previous.exists():
+        # A rerun without --refit keeps the costs an earlier --refit measured.
+        kept_costs = json.loads(previous.read_text()).get("costs", {})
+    else:
+        kept_costs = None
     data = load_data(config)
     scored = Parallel(n_jobs=args.jobs)(
         delayed(score_seed)(
@@ -280,8 +304,6 @@ def main(argv=None):
         )  # fmt: skip
         for seed in seeds
     )
-    jobs = plan(seeds, args.weights, RATIOS)
-    paths = [training_path(out_dir, config.name, *job, args.reported) for job in jobs]
     missing = [job for job, path in zip(jobs, paths, strict=True) if not path.exists()]
     Parallel(n_jobs=args.jobs)(
         delayed(_train)(config, data, out_dir, *job) for job in missing
@@ -301,7 +323,11 @@ def main(argv=None):
         "ratios": list(RATIOS),
         "offsets": list(OFFSETS),
         "fidelity": [row for rows, _ in scored for row in rows],
-        "costs": {seed: costs for seed, (_, costs) in zip(seeds, scored, strict=True)},
+        "costs": (
+            kept_costs
+            if kept_costs is not None
+            else {seed: costs for seed, (_, costs) in zip(seeds, scored, strict=True)}
+        ),
         "downstream": downstream,
         "environment": environment(),
     }

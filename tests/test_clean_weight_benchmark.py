@@ -83,6 +83,15 @@ def test_reported_seeds_reuse_the_reproduce_trainings(tmp_path):
     )
     confirm = path(tmp_path, "digits", 21, "none", "lowest", 0.0, 0, True)
     assert "confirm" in confirm.parts
+    unpruned = path(tmp_path, "digits", 12, "none", "lowest", 0.0, 2000, True)
+    assert unpruned == reproduce.run_path(
+        clean_weight.RETRAIN_OUT / "digits" / "train2000", 12, "none", "lowest", 0.0
+    )
+    # Every training --reported reuses exists in the repository.
+    jobs = clean_weight.plan(clean_weight.REPORTED, [0.25, 1.0], clean_weight.RATIOS)
+    reused = [path(tmp_path, "digits", *job, True) for job in jobs]
+    reused = [p for p in reused if not p.is_relative_to(tmp_path)]
+    assert len(reused) == 15 * 3 * 9 and all(p.exists() for p in reused)
     new = path(tmp_path, "digits", 21, "clean_weight=1", "lowest", 0.7, 0, True)
     assert new.is_relative_to(tmp_path / "train0")
 
@@ -90,11 +99,78 @@ def test_reported_seeds_reuse_the_reproduce_trainings(tmp_path):
 @pytest.mark.parametrize(
     "argv",
     [
-        ["--config", "tabular", "--seeds", "0"],
+        ["--config", "tabular", "--seeds", "0", "1"],
+        ["--config", "tabular", "--seeds", "0", "--out", "x"],
         ["--config", "tabular", "--reported", "--out", "x"],
         ["--config", "tabular", "--weights", "0.5", "1", "--out", "x"],
+        ["--config", "tabular", "--weights", "0.25", "1.5"],
+        # The trainings --reported reuses must all exist (here: none do).
+        ["--config", "tabular", "--reported"],
     ],
 )
-def test_bad_arguments_are_refused_before_any_work(argv):
+def test_bad_arguments_are_refused_before_any_work(argv, monkeypatch, tmp_path):
+    def no_work(*args, **kwargs):
+        raise AssertionError("work started")
+
+    monkeypatch.setattr(clean_weight, "load_data", no_work)
+    monkeypatch.setattr(clean_weight, "RETRAIN_OUT", tmp_path)
     with pytest.raises(SystemExit):
         clean_weight.main(argv)
+
+
+def _study(deltas, spearman):
+    """A hand-made study: robust accuracy 0.6 for every pool, plus per weight
+    and (rule, ratio) cell a shift in points, plus a per-seed wobble."""
+    runs = []
+    for seed, wobble in enumerate((-0.1, 0.0, 0.1)):
+        runs.append(
+            {"seed": seed, "method": "none", "rule": "lowest", "prune_ratio": 0.0,
+             "robust_accuracy": 0.6}
+        )  # fmt: skip
+        for method, shift in [("random", {}), *deltas.items()]:
+            # The benchmarked weight wobbles once, the others twice, so that
+            # their differences from it vary from seed to seed.
+            wobbles = 0 if not shift else 1 if method.endswith("0.25") else 2
+            for rule in ("lowest", "balanced"):
+                for ratio in (0.5, 0.7):
+                    points = shift.get((rule, ratio), 0.0) + wobbles * wobble
+                    runs.append(
+                        {"seed": seed, "method": method, "rule": rule,
+                         "prune_ratio": ratio, "robust_accuracy": 0.6 + points / 100}
+                    )  # fmt: skip
+    weights = [0.0, 0.25, 1.0]
+    return {
+        "seeds": [0, 1, 2],
+        "weights": weights,
+        "ratios": [0.5, 0.7],
+        "downstream": [runs],
+        "fidelity": [
+            {"seed": s, "clean_weight": w, "spearman_unscored": spearman[w]}
+            for s in range(3)
+            for w in weights
+        ],
+    }
+
+
+def test_the_declared_rule_is_read_per_weight():
+    from benchmarks.reproduce_report import _clean_weight_rule
+
+    cells = [("lowest", 0.5), ("balanced", 0.5), ("lowest", 0.7), ("balanced", 0.7)]
+    deltas = {
+        "clean_weight=0.25": {cell: 1.0 for cell in cells},
+        # Weight 1: 0.15 below on the mean and never beyond the spread: met.
+        "clean_weight=1": {cell: 0.85 for cell in cells},
+        # Weight 0: above on the mean, but one cell 0.5 below for every seed.
+        "clean_weight=0": dict(zip(cells, (1.5, 1.5, 0.5, 1.5), strict=True)),
+    }
+    study = _study(deltas, {0.0: 0.8, 0.25: 0.8, 1.0: 0.8})
+    line, passed = _clean_weight_rule(study, 1.0)
+    assert passed and "mean over the 4 cells -0.15 points" in line
+    line, passed = _clean_weight_rule(study, 0.0)
+    assert not passed and "+0.25 points (above 0: yes)" in line
+    assert "lowest removed, 70% (-0.50 [" in line
+    # The same weight 1 with its fidelity under 0.75 misses.
+    study = _study(deltas, {0.0: 0.8, 0.25: 0.8, 1.0: 0.7})
+    assert not _clean_weight_rule(study, 1.0)[1]
+    with pytest.raises(ValueError, match="no rule was declared"):
+        _clean_weight_rule({**study, "weights": [0.25, 0.5]}, 0.5)

@@ -437,3 +437,33 @@ def test_shards_predict_every_row_once_as_one_process_does():
     for bad, error in (((3, 3), ValueError), ((0,), TypeError), (0.5, TypeError)):
         with pytest.raises(error, match="shard"):
             extrapolate(E, scored, scores, shard=bad)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"clean_weight": "0.5"}, TypeError, "clean_weight must be a real number"),
+        ({"class_weight": True}, TypeError, "class_weight must be a real number"),
+        ({"clean": [[0.5, np.nan, 0.7, 0.4]]}, ValueError, "clean must be finite"),
+        ({"clean": np.zeros((0, 4))}, ValueError, r"clean must have shape"),
+        ({"clean": [0.5, 0.9, 0.7, 0.4]}, ValueError, r"clean must have shape"),
+        ({"adversarial": [0.1, np.inf, 0.2, 0.3]}, ValueError, "adversarial must be"),
+        ({"y": [0, 1]}, ValueError, r"y must have shape \(4,\)"),
+        ({"y": [[0, 1, 0, 1]]}, ValueError, r"y must have shape \(4,\)"),
+        ({"y": None}, ValueError, "y is required"),
+        ({"scored_indices": 1}, ValueError, "scored_indices must be a 1-D array"),
+        ({"scored_indices": [0, 4]}, ValueError, "scored_indices must be distinct"),
+    ],
+)
+def test_confidence_scores_names_the_bad_parameter(kwargs, error, match):
+    from advprune.extrapolation import confidence_scores
+
+    args = {
+        "adversarial": [0.1, 0.9, 0.5, 0.2],
+        "clean": [[0.5, 0.9, 0.7, 0.4]],
+        "scored_indices": [0, 1],
+        "y": [0, 1, 0, 1],
+    }
+    args.update(kwargs)
+    with pytest.raises(error, match=match):
+        confidence_scores(**args)
