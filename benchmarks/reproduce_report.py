@@ -851,7 +851,12 @@ The rule the benchmark declared, for each other weight:
         f"{'reported' if reported else 'selection'} seeds:** "
         + (
             f"misses the rule on {len(passed) - sum(passed)} of {len(passed)} "
-            "data sets, so it is not a candidate."
+            "data sets, so "
+            + (
+                "the default does not change to it."
+                if reported
+                else "it is not a candidate."
+            )
             if not all(passed)
             else "meets the rule on both data sets."
             if len(passed) == 2
