@@ -88,19 +88,31 @@ def score_seed(config, data, seed, weights, out_dir):
     ``tracking/seed<seed>.npz``, so that other weights cost no training.
     """
     run = tracking_run(config, data, seed, out_dir / "tracking")
+    return weight_scores(run, data, seed, "class_weight", weights, out_dir)
+
+
+def weight_scores(run, data, seed, parameter, weights, out_dir, check=None):
+    """The confidence scores of one scoring run with ``parameter`` of
+    :func:`advprune.extrapolation.confidence_scores` set to each weight (named
+    ``"<parameter>=<weight>"``), and the random baseline, written to
+    ``out_dir/scores/seed<seed>.npz``; returns each weight's fidelity to direct
+    DU and off-class percentile. ``check(vectors)`` may refuse them first."""
+    names = {weight: f"{parameter}={weight:g}" for weight in weights}
     vectors = {
-        method_name(weight): confidence_scores(
+        names[weight]: confidence_scores(
             run["adversarial"], run["clean"], run["subset"], y=data.y_pool,
-            class_weight=weight,
+            **{parameter: weight},
         )
         for weight in weights
     }  # fmt: skip
+    if check is not None:
+        check(vectors)
     vectors["random"] = random_scores(seed, len(data.y_pool))
     save_npz(out_dir / "scores" / f"seed{seed}.npz", vectors)
     rows = []
     for weight in weights:
-        scores = vectors[method_name(weight)]
-        row = {"seed": seed, "class_weight": weight}
+        scores = vectors[names[weight]]
+        row = {"seed": seed, parameter: weight}
         row.update(_fidelity(scores, run["scored"], run["direct"]))
         if data.offclass is not None:
             row["offclass_percentile"] = _offclass_percentile(scores, data.offclass)

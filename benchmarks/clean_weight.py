@@ -72,21 +72,16 @@ from pathlib import Path
 import numpy as np
 from joblib import Parallel, delayed
 
-from advprune.extrapolation import confidence_scores
-
-from ._common import RESULTS, environment, save_json, save_npz
+from ._common import RESULTS, environment, save_json
 from .class_weight import OUT as CLASS_WEIGHT_OUT
-from .class_weight import tracking_run
+from .class_weight import tracking_run, weight_scores
 from .reproduce import (
     CONFIGS,
     DEFAULT_OUT,
     RULES,
-    _fidelity,
     _limit_threads,
-    _offclass_percentile,
     load_data,
     make_pruner,
-    random_scores,
     run_path,
     train_and_evaluate,
 )
@@ -172,26 +167,13 @@ def score_seed(config, data, seed, weights, out_dir, tracking_dir, reported, ref
             and np.array_equal(tracked.tracking_.adversarial, run["adversarial"])
         ):
             raise RuntimeError(f"seed {seed}: the scoring run is not reproduced.")
-    vectors = {
-        clean_weight_name(weight): confidence_scores(
-            run["adversarial"], run["clean"], run["subset"], y=data.y_pool,
-            clean_weight=weight,
-        )
-        for weight in weights
-    }  # fmt: skip
-    for weight, pruner in fitted.items():
-        if not np.allclose(vectors[clean_weight_name(weight)], pruner.scores_):
-            raise RuntimeError(f"seed {seed}: weight {weight:g}'s scores differ.")
-    vectors["random"] = random_scores(seed, len(data.y_pool))
-    save_npz(out_dir / "scores" / f"seed{seed}.npz", vectors)
-    rows = []
-    for weight in weights:
-        scores = vectors[clean_weight_name(weight)]
-        row = {"seed": seed, "clean_weight": weight}
-        row.update(_fidelity(scores, run["scored"], run["direct"]))
-        if data.offclass is not None:
-            row["offclass_percentile"] = _offclass_percentile(scores, data.offclass)
-        rows.append(row)
+
+    def check(vectors):
+        for weight, pruner in fitted.items():
+            if not np.allclose(vectors[clean_weight_name(weight)], pruner.scores_):
+                raise RuntimeError(f"seed {seed}: weight {weight:g}'s scores differ.")
+
+    rows = weight_scores(run, data, seed, "clean_weight", weights, out_dir, check)
     return rows, costs
 
 
