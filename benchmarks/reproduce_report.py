@@ -21,11 +21,13 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
-from scipy import stats
 
 from advprune.extrapolation import confidence_scores
 
+from . import clean_weight
+from ._stats import Table, interval, mean_runs, run_key
 from .class_weight import paired_differences
+from .clean_weight import BENCHMARKED_WEIGHT
 from .reproduce import CONFIGS, MAIN, METHODS, OTHERS, RULES
 from .retrain import RATIOS as RETRAIN_RATIOS
 from .retrain import plan as retrain_plan
@@ -69,42 +71,6 @@ def load_results(config_dir):
     log_path = config_dir / "invocations.json"
     log = json.loads(log_path.read_text()) if log_path.exists() else []
     return runs, scores, log
-
-
-class Table:
-    """Accuracies in percent indexed by (method, rule, ratio) -> {seed: value}."""
-
-    def __init__(self, runs, metric):
-        self.values = defaultdict(dict)
-        for run in runs:
-            key = (run["method"], run["rule"], round(run["prune_ratio"], 4))
-            self.values[key][run["seed"]] = 100.0 * run[metric]
-
-    def get(self, method, rule, ratio):
-        if method == "none":
-            rule, ratio = "lowest", 0.0
-        return self.values.get((method, rule, round(ratio, 4)), {})
-
-    def mean_std(self, method, rule, ratio):
-        values = np.array(list(self.get(method, rule, ratio).values()))
-        if values.size == 0:
-            return None
-        return values.mean(), values.std(ddof=1) if values.size > 1 else np.nan
-
-    def paired(self, method, rule, ratio, baseline, baseline_rule=None):
-        """Per-seed differences method - baseline, on the seeds both have."""
-        a = self.get(method, rule, ratio)
-        b = self.get(baseline, baseline_rule or rule, ratio)
-        return np.array([a[s] - b[s] for s in sorted(set(a) & set(b))])
-
-
-def interval(differences, level=0.95):
-    """Mean and t-interval of paired differences; None with fewer than 2."""
-    if len(differences) < 2:
-        return None
-    mean = differences.mean()
-    half = stats.t.ppf(0.5 + level / 2, len(differences) - 1) * stats.sem(differences)
-    return mean, mean - half, mean + half
 
 
 def _fmt_mean_std(pair, digits=1):
@@ -727,49 +693,6 @@ the off-class samples' mean rank (0 = pruned first).
 {chr(10).join(parts)}"""
 
 
-# The clean weight of the "confidence" method that benchmarks/reproduce.py,
-# retrain.py and class_weight.py ran: the baseline of the clean-weight study.
-BENCHMARKED_WEIGHT = 0.25
-
-
-# The rule benchmarks/clean_weight.py declared for each weight it compares
-# with the benchmarked one, beside Spearman >= 0.75 and no cell below beyond
-# the spread: the mean over the four cells against weight 0.25's. Weight 1
-# attacks nothing, so it may be up to 0.2 points below; weight 0 costs the
-# same and must be above.
-CLEAN_WEIGHT_RULES = {1.0: ("at most 0.2 below", -0.2), 0.0: ("above 0", 0.0)}
-
-
-def clean_weight_name(weight):
-    return f"clean_weight={weight:g}"
-
-
-def clean_weight_comparisons(result):
-    """Rows (weight, baseline, rule, ratio, per-seed differences in points) of
-    the clean-weight study, on the means of its trainings: every weight against
-    random, every other weight against the benchmarked one, and every weight
-    against no pruning at 50 %."""
-    table = Table(_mean_runs(result["downstream"]), "robust_accuracy")
-    rows = []
-    for weight in result["weights"]:
-        method = clean_weight_name(weight)
-        baselines = ["random"]
-        if weight != BENCHMARKED_WEIGHT:
-            baselines.append(clean_weight_name(BENCHMARKED_WEIGHT))
-        rows += [
-            (weight, baseline, rule, ratio, table.paired(method, rule, ratio, baseline))
-            for ratio in result["ratios"]
-            for rule in RULES
-            for baseline in baselines
-        ]
-        if 0.5 in result["ratios"]:
-            rows += [
-                (weight, "none", rule, 0.5, table.paired(method, rule, 0.5, "none"))
-                for rule in RULES
-            ]
-    return rows
-
-
 def clean_weight_section(clean_weight_dir):
     """The clean-weight study: fidelity and robust accuracy of each weight, on
     the selection seeds and, where it ran, on the reported ones."""
@@ -803,7 +726,7 @@ def clean_weight_section(clean_weight_dir):
                 f"{RULE_LABELS[rule]}, {ratio:.0%}",
                 _fmt_paired(d),
             ]
-            for weight, baseline, rule, ratio, d in clean_weight_comparisons(result)
+            for weight, baseline, rule, ratio, d in clean_weight.comparisons(result)
         ]
         lines = []
         for weight in result["weights"]:
@@ -891,14 +814,14 @@ one training is as noisy as the effect.
 def _clean_weight_rule(result, weight):
     """The rule ``benchmarks/clean_weight.py`` declared, for one weight on one
     data set: a line of the page, and whether the weight meets it."""
-    if weight not in CLEAN_WEIGHT_RULES:
+    if weight not in clean_weight.DECLARED_RULES:
         raise ValueError(f"no rule was declared for clean weight {weight:g}.")
     rows = [r for r in result["fidelity"] if r["clean_weight"] == weight]
     spearman = np.mean([r["spearman_unscored"] for r in rows])
     cells = [
         (rule, ratio, d)
-        for w, baseline, rule, ratio, d in clean_weight_comparisons(result)
-        if w == weight and baseline == clean_weight_name(BENCHMARKED_WEIGHT)
+        for w, baseline, rule, ratio, d in clean_weight.comparisons(result)
+        if w == weight and baseline == clean_weight.method_name(BENCHMARKED_WEIGHT)
     ]
     below = [
         f"{RULE_LABELS[rule]}, {ratio:.0%} ({ci[0]:+.2f} [{ci[1]:+.2f}, {ci[2]:+.2f}])"
@@ -906,7 +829,7 @@ def _clean_weight_rule(result, weight):
         if (ci := interval(d)) is not None and ci[2] < 0
     ]
     mean = np.mean([d.mean() for *_, d in cells])
-    wording, bound = CLEAN_WEIGHT_RULES[weight]
+    wording, bound = clean_weight.DECLARED_RULES[weight]
     enough = mean >= bound if bound < 0 else mean > bound
     passed = spearman >= 0.75 and not below and enough
     line = (
@@ -1088,17 +1011,17 @@ def retrain_section(retrain_root, reported_root, confirm_root):
             run
             for root in (reported_root, confirm_root)
             for run in load_results(root / name)[0]
-            if _run_key(run) in planned
+            if run_key(run) in planned
         ]
         repeats = [load_results(path)[0] for path in trainings]
         where = ["the reported runs", *(path.name for path in trainings)]
         for place, runs in zip(where, [single, *repeats], strict=True):
-            if missing := planned - {_run_key(run) for run in runs}:
+            if missing := planned - {run_key(run) for run in runs}:
                 raise ValueError(
                     f"{name}: {len(missing)} planned trainings missing in {place}."
                 )
         per_training = [Table(runs, "robust_accuracy") for runs in [single, *repeats]]
-        means = _mean_runs([single, *repeats])
+        means = mean_runs([single, *repeats])
         mean = Table(means, "robust_accuracy")
         tables = {
             "one training (as reported)": per_training[0],
@@ -1174,31 +1097,6 @@ a comparison can be read on pools rather than on single trainings. The
 single-training figures are those of the sections above.
 
 {chr(10).join(parts)}"""
-
-
-def _run_key(run):
-    return run["seed"], run["method"], run["rule"], round(run["prune_ratio"], 4)
-
-
-def _mean_runs(trainings):
-    """One run per (seed, method, rule, ratio), its robust accuracy the mean
-    over the lists, each of which must have trained it once."""
-    values = defaultdict(list)
-    for runs in trainings:
-        for run in runs:
-            values[_run_key(run)].append(run["robust_accuracy"])
-    if any(len(v) != len(trainings) for v in values.values()):
-        raise ValueError("every pool must be trained once in every list.")
-    return [
-        {
-            "seed": seed,
-            "method": method,
-            "rule": rule,
-            "prune_ratio": ratio,
-            "robust_accuracy": float(np.mean(v)),
-        }
-        for (seed, method, rule, ratio), v in values.items()
-    ]
 
 
 def _spreads(per_training, rule, ratio):

@@ -9,10 +9,7 @@ import pytest
 pytest.importorskip("matplotlib")
 
 from benchmarks import clean_weight, reproduce  # noqa: E402
-from benchmarks.reproduce_report import (  # noqa: E402
-    clean_weight_comparisons,
-    clean_weight_section,
-)
+from benchmarks.reproduce_report import clean_weight_section  # noqa: E402
 
 TINY = ["--config", "tabular", "--n-pool", "300", "--final-epochs", "1"]
 
@@ -57,7 +54,7 @@ def test_clean_weight_benchmark_runs_and_reports(tmp_path, capsys, monkeypatch):
         - np.mean(accuracy["clean_weight=0.25", "lowest", 0.7, s])
         for s in (0, 1)
     ]
-    rows = clean_weight_comparisons(result)
+    rows = clean_weight.comparisons(result)
     (cell,) = [r[4] for r in rows if r[:4] == (1.0, "clean_weight=0.25", "lowest", 0.7)]
     np.testing.assert_allclose(cell, d)
     section = clean_weight_section(tmp_path)
