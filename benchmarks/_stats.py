@@ -54,20 +54,20 @@ def run_key(run):
 
 def mean_runs(trainings):
     """One run per (seed, method, rule, ratio), its robust accuracy the mean
-    over the lists, each of which must have trained it once."""
-    values = defaultdict(list)
-    for runs in trainings:
-        for run in runs:
-            values[run_key(run)].append(run["robust_accuracy"])
-    if any(len(v) != len(trainings) for v in values.values()):
+    over the lists, each of which must have trained it exactly once."""
+    per_list = [
+        {run_key(run): run["robust_accuracy"] for run in runs} for runs in trainings
+    ]
+    if any(
+        len(values) != len(runs)
+        for values, runs in zip(per_list, trainings, strict=True)
+    ) or any(values.keys() != per_list[0].keys() for values in per_list):
         raise ValueError("every pool must be trained once in every list.")
+    fields = ("seed", "method", "rule", "prune_ratio")
     return [
         {
-            "seed": seed,
-            "method": method,
-            "rule": rule,
-            "prune_ratio": ratio,
-            "robust_accuracy": float(np.mean(v)),
+            **dict(zip(fields, key, strict=True)),
+            "robust_accuracy": float(np.mean([values[key] for values in per_list])),
         }
-        for (seed, method, rule, ratio), v in values.items()
+        for key in per_list[0]
     ]

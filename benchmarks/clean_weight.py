@@ -101,11 +101,10 @@ REPORTED = tuple(range(10, 15)) + CONFIRM[1]
 BENCHMARKED_WEIGHT = 0.25
 
 
-# The rule declared above for each weight compared
-# with the benchmarked one, beside Spearman >= 0.75 and no cell below beyond
-# the spread: the mean over the four cells against weight 0.25's. Weight 1
-# attacks nothing, so it may be up to 0.2 points below; weight 0 costs the
-# same and must be above.
+# The rule declared above for each weight compared with the benchmarked one,
+# beside Spearman >= 0.75 and no cell below beyond the spread: the mean over
+# the four cells against weight 0.25's. Weight 1 attacks nothing, so it may be
+# up to 0.2 points below; weight 0 costs the same and must be above.
 DECLARED_RULES = {1.0: ("at most 0.2 below", -0.2), 0.0: ("above 0", 0.0)}
 
 
@@ -115,9 +114,9 @@ def method_name(weight):
 
 def comparisons(result):
     """Rows (weight, baseline, rule, ratio, per-seed differences in points) of
-    this study, on the means of its trainings: every weight against
-    random, every other weight against the benchmarked one, and every weight
-    against no pruning at 50 %."""
+    this study, on the means of its trainings: every weight against random,
+    every other weight against the benchmarked one, and every weight against
+    no pruning at 50 %."""
     table = Table(mean_runs(result["downstream"]), "robust_accuracy")
     rows = []
     for weight in result["weights"]:

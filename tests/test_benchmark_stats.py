@@ -39,7 +39,13 @@ def test_interval_is_the_student_t_interval():
 def test_mean_runs_averages_each_pool_and_refuses_a_missing_training():
     first = [_run(0, "a", 0.5), _run(0, "b", 0.2)]
     second = [_run(0, "a", 0.7), _run(0, "b", 0.4)]
-    means = {r["method"]: r["robust_accuracy"] for r in mean_runs([first, second])}
-    assert means == pytest.approx({"a": 0.6, "b": 0.3})
+    third = [_run(0, "a", 0.0), _run(0, "b", 0.3)]
+    means = {
+        r["method"]: r["robust_accuracy"] for r in mean_runs([first, second, third])
+    }
+    assert means == pytest.approx({"a": 0.4, "b": 0.3})
     with pytest.raises(ValueError, match="trained once in every list"):
         mean_runs([first, second[:1]])
+    # A pool trained twice in one list does not make up for another list.
+    with pytest.raises(ValueError, match="trained once in every list"):
+        mean_runs([first + first[:1], second[1:]])
