@@ -230,20 +230,28 @@ def test_strategies_refuse_importances_they_cannot_estimate(no_training):
         ).fit(X, y)
 
 
-def test_confidence_strategy_takes_confidence_scores_parameters():
+def _default_and_refit(**importance_params):
+    """The default pruner and one with ``importance_params``, fitted alike on
+    the blobs, and the scores confidence_scores gives with those parameters
+    from the default's tracking."""
     X, y = blobs()
     params = dict(subset_size=0.2, eps=0.05, attack_steps=2, device="cpu")
     default = AdversarialPruner(**params, random_state=0).fit(X, y)
-    within = AdversarialPruner(
-        **params, importance_params={"class_weight": 1.0}, random_state=0
+    refit = AdversarialPruner(
+        **params, importance_params=importance_params, random_state=0
     ).fit(X, y)
     expected = confidence_scores(
         default.tracking_.adversarial,
         default.tracking_.clean,
         default.subset_indices_,
         y=y,
-        class_weight=1.0,
+        **importance_params,
     )
+    return default, refit, expected
+
+
+def test_confidence_strategy_takes_confidence_scores_parameters():
+    default, within, expected = _default_and_refit(class_weight=1.0)
     np.testing.assert_allclose(within.scores_, expected)
     assert not np.allclose(within.scores_, default.scores_)
 
@@ -585,22 +593,10 @@ def test_image_array_pool_is_not_rescanned_for_nan(monkeypatch, no_training):
 
 
 def test_clean_weight_one_skips_the_attack_on_the_pool():
-    X, y = blobs()
-    params = dict(subset_size=0.2, eps=0.05, attack_steps=2, device="cpu")
-    default = AdversarialPruner(**params, random_state=0).fit(X, y)
-    clean = AdversarialPruner(
-        **params, importance_params={"clean_weight": 1.0}, random_state=0
-    ).fit(X, y)
+    default, clean, expected = _default_and_refit(clean_weight=1.0)
     # Same run, same clean series; no attack pass, and its cost is not counted.
     assert clean.tracking_.adversarial is None
     np.testing.assert_array_equal(clean.tracking_.clean, default.tracking_.clean)
-    expected = confidence_scores(
-        default.tracking_.adversarial,
-        default.tracking_.clean,
-        default.subset_indices_,
-        y=y,
-        clean_weight=1.0,
-    )
     np.testing.assert_allclose(clean.scores_, expected)
     assert clean.cost_["tracking"] == 100 * 5
     assert default.cost_["tracking"] == 100 * 5 + 100 * (3 * 2 + 1)
